@@ -439,7 +439,7 @@ def _seconds(text: str) -> float | None:
 class GcpSettings:
     """The Google Cloud provider's own config (``gcp:project``, ``gcp:region``, ``gcp:zone``)."""
 
-    project: str | None
+    project: str
     region: str
     zone: str
 
@@ -562,7 +562,10 @@ def parse_gcp_settings(values: Mapping[str, str]) -> GcpSettings:
             f"invalid stack configuration:\n  gcp:zone: {zone} is not in gcp:region {region} "
             f"(zones of {region} are named {region}-a, {region}-b, ...)"
         )
-    return GcpSettings(project=values.get("project"), region=region or zone_region, zone=zone)
+    project = values.get("project")
+    if not project:
+        raise ConfigError("invalid stack configuration:\n  gcp:project: is required (pulumi config set gcp:project MY-PROJECT)")
+    return GcpSettings(project=project, region=region or zone_region, zone=zone)
 
 
 def configured_keys(namespace: str) -> dict[str, str]:

@@ -1,0 +1,53 @@
+"""kubeadm-cluster: `pulumi up` turns a stack's config into a working kubeadm cluster.
+
+config -> machines -> bootstrap -> add-ons; each stage is a ComponentResource in components/.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.bootstrap import KubeadmCluster, KubeadmClusterArgs
+from components.config import ConfigError, load_settings
+from components.machines.existing import ExistingMachines, ExistingMachinesArgs
+from components.machines.gcp import GcpMachines, GcpMachinesArgs
+from components.nodes import plan_nodes
+
+# 1. Config: read once, validated before any resource is registered.
+try:
+    settings = load_settings(pulumi.get_stack())
+except ConfigError as error:
+    raise pulumi.RunError(str(error)) from None
+for warning in settings.warnings:
+    pulumi.log.warn(warning)
+config = settings.cluster
+prefix = settings.name_prefix
+nodes = plan_nodes(config, settings.stack)
+
+# 2. Machines.
+if config.provider == "gcp":
+    assert settings.gcp is not None
+    machines = GcpMachines(
+        prefix, GcpMachinesArgs(config=config, gcp=settings.gcp, nodes=nodes, prefix=prefix)
+    )
+    hosts, endpoints = machines.machines, machines.endpoints
+else:
+    secret_key = pulumi.Config("kubeadm-cluster").require_secret("sshPrivateKey")
+    own = ExistingMachines(prefix, ExistingMachinesArgs(config=config, nodes=nodes, ssh_private_key=secret_key))
+    hosts, endpoints = own.machines, own.endpoints
+
+# 3. Bootstrap.
+cluster = KubeadmCluster(
+    prefix, KubeadmClusterArgs(config=config, cluster_name=prefix, machines=hosts, endpoints=endpoints)
+)
+
+# Outputs.
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("joinCommand", cluster.join_command)
+pulumi.export("controlPlaneEndpoint", cluster.control_plane_endpoint)
+pulumi.export("nodes", cluster.nodes)
+pulumi.export(
+    "nextSteps",
+    "pulumi stack output kubeconfig --show-secrets > kubeconfig.yaml && "
+    "KUBECONFIG=$PWD/kubeconfig.yaml kubectl get nodes -o wide",
+)

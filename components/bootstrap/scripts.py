@@ -1,0 +1,41 @@
+"""The node scripts (``scripts/*.sh``) and how they are shipped to a node.
+
+A step runs as ``sudo bash -s`` with a *bundle* on stdin: strict mode, the step's inputs as
+exported variables, ``lib.sh`` (logging, retries) and the step script itself. Inputs travel on
+stdin, never on the command line (no secrets in ``ps`` or in sshd's AcceptEnv), and a secret
+input keeps the whole bundle secret in the Pulumi state.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+import pulumi
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+#: What each remote step runs; the step's bundle arrives on stdin.
+RUN_BUNDLE = "sudo bash -s"
+
+
+@cache
+def script(name: str) -> str:
+    """The text of ``scripts/<name>``."""
+    return (SCRIPTS_DIR / name).read_text(encoding="utf-8")
+
+
+def render_bundle(steps: str | Sequence[str], env: Mapping[str, str]) -> str:
+    """The bash program a node runs for ``steps`` (file names in ``scripts/``) with ``env``."""
+    names = [steps] if isinstance(steps, str) else list(steps)
+    exports = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    return "\n".join(["set -euo pipefail", *exports, script("lib.sh"), *map(script, names)]) + "\n"
+
+
+def bundle(step: str | Sequence[str], env: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+    """``render_bundle`` for inputs that may be Outputs (secrets stay secret)."""
+    names = list(env)
+    return pulumi.Output.all(*[env[name] for name in names]).apply(
+        lambda values: render_bundle(step, dict(zip(names, (str(v) for v in values))))
+    )

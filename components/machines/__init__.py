@@ -1,0 +1,37 @@
+"""Stage 2: machines. Google Cloud VMs (``gcp``) or servers you already own (``existing``).
+
+Whatever the provider, the stage hands the bootstrap stage the same thing: one ``Machine``
+per planned node (how to reach it over SSH, its internal address) plus the cluster's
+stable API endpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.nodes import NodeSpec
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A node's machine as the bootstrap stage needs it."""
+
+    node: NodeSpec
+    internal_ip: pulumi.Output[str]
+    #: SSH connection (the SDK marks it secret: it carries the private key).
+    connection: remote.ConnectionArgs
+    #: The resource whose creation makes the machine exist (the VM), if any.
+    resource: pulumi.Resource | None = None
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the Kubernetes API server is reached."""
+
+    #: Address the nodes use (kubeadm ``controlPlaneEndpoint``): stable, inside the network.
+    internal: pulumi.Output[str]
+    #: Address admins use (the exported kubeconfig): reachable from ``adminCidrs``.
+    public: pulumi.Output[str]

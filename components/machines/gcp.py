@@ -1,0 +1,243 @@
+"""Google Cloud machines: network, firewall, NAT, SSH key, service account and VMs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypedDict
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_tls as tls
+from pulumi_command import remote
+
+from components import versions
+from components.config import ClusterConfig, GcpSettings
+from components.machines import Endpoints, Machine
+from components.nodes import STORAGE_DEVICE_NAME, NodeSpec
+
+#: The login the VMs get through instance metadata (the guest agent gives it sudo).
+SSH_USER = "kubeadm"
+API_SERVER_PORT = 6443
+#: Roles the nodes' service account gets: write logs and metrics, nothing else.
+NODE_SERVICE_ACCOUNT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+
+
+class NetworkArgs(TypedDict):
+    config: ClusterConfig
+    gcp: GcpSettings
+    prefix: str
+
+
+class Network(pulumi.ComponentResource):
+    """A dedicated VPC and subnet, firewall rules, and Cloud NAT for the private nodes."""
+
+    network: pulumi.Output[str]
+    subnetwork: pulumi.Output[str]
+    node_tag: str
+    control_plane_tag: str
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("kubeadm-cluster:index:Network", name, None, opts)
+        config, settings, prefix = args["config"], args["gcp"], args["prefix"]
+        child = pulumi.ResourceOptions(parent=self)
+        self.node_tag = f"{prefix}-node"
+        self.control_plane_tag = f"{prefix}-control-plane"
+
+        vpc = gcp.compute.Network(
+            f"{name}-vpc",
+            name=f"{prefix}-vpc",
+            auto_create_subnetworks=False,
+            description=f"kubeadm-cluster {prefix}",
+            opts=child,
+        )
+        subnet = gcp.compute.Subnetwork(
+            f"{name}-subnet",
+            name=f"{prefix}-nodes",
+            network=vpc.id,
+            region=settings.region,
+            ip_cidr_range=config.network.subnet_cidr,
+            private_ip_google_access=True,
+            opts=child,
+        )
+        # Node to node, and pod to pod: everything (CNIs use VXLAN, IP-in-IP, Weave's 6783/6784).
+        gcp.compute.Firewall(
+            f"{name}-internal",
+            name=f"{prefix}-internal",
+            network=vpc.id,
+            direction="INGRESS",
+            source_ranges=[config.network.subnet_cidr, config.network.pod_cidr],
+            target_tags=[self.node_tag],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="all")],
+            description="All traffic between the cluster's nodes and pods",
+            opts=child,
+        )
+        # From outside: SSH and the API server, from the admin CIDRs only, to the control plane.
+        gcp.compute.Firewall(
+            f"{name}-admin",
+            name=f"{prefix}-admin",
+            network=vpc.id,
+            direction="INGRESS",
+            source_ranges=list(config.admin_cidrs),
+            target_tags=[self.control_plane_tag],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["22", str(API_SERVER_PORT)])],
+            description="SSH and the Kubernetes API from adminCidrs",
+            opts=child,
+        )
+        router = gcp.compute.Router(
+            f"{name}-router", name=f"{prefix}-router", network=vpc.id, region=settings.region, opts=child
+        )
+        gcp.compute.RouterNat(
+            f"{name}-nat",
+            name=f"{prefix}-nat",
+            router=router.name,
+            region=settings.region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            log_config=gcp.compute.RouterNatLogConfigArgs(enable=True, filter="ERRORS_ONLY"),
+            opts=child,
+        )
+        self.network = vpc.id
+        self.subnetwork = subnet.id
+        self.register_outputs({"network": self.network, "subnetwork": self.subnetwork})
+
+
+class GcpMachinesArgs(TypedDict):
+    config: ClusterConfig
+    gcp: GcpSettings
+    nodes: Sequence[NodeSpec]
+    prefix: str
+
+
+class GcpMachines(pulumi.ComponentResource):
+    """One VM per planned node, plus everything the VMs need around them."""
+
+    machines: dict[str, Machine]
+    endpoints: Endpoints
+    ssh_private_key: pulumi.Output[str]
+    ssh_public_key: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GcpMachinesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("kubeadm-cluster:index:GcpMachines", name, None, opts)
+        config, settings, prefix = args["config"], args["gcp"], args["prefix"]
+        child = pulumi.ResourceOptions(parent=self)
+
+        network = Network(f"{name}-network", NetworkArgs(config=config, gcp=settings, prefix=prefix), opts=child)
+        key = tls.PrivateKey(f"{name}-ssh-key", algorithm="ED25519", opts=child)
+        self.ssh_private_key = pulumi.Output.secret(key.private_key_openssh)
+        self.ssh_public_key = key.public_key_openssh
+
+        account = gcp.serviceaccount.Account(
+            f"{name}-nodes-sa",
+            account_id=f"{prefix}-nodes"[:30],
+            display_name=f"kubeadm-cluster {prefix} nodes",
+            project=settings.project,
+            opts=child,
+        )
+        for role in NODE_SERVICE_ACCOUNT_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-nodes-sa-{role.split('.')[-1]}",
+                project=settings.project,
+                role=role,
+                member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+                opts=child,
+            )
+
+        nodes = list(args["nodes"])
+        first_cp = next(node for node in nodes if node.is_first_control_plane)
+        public_ip = gcp.compute.Address(
+            f"{name}-api-public",
+            name=f"{prefix}-api-public",
+            region=settings.region,
+            address_type="EXTERNAL",
+            description="Public address of the control plane (SSH and the Kubernetes API)",
+            opts=child,
+        )
+        internal_ip = gcp.compute.Address(
+            f"{name}-api-internal",
+            name=f"{prefix}-api-internal",
+            region=settings.region,
+            address_type="INTERNAL",
+            subnetwork=network.subnetwork,
+            description="Stable internal address of the Kubernetes API (controlPlaneEndpoint)",
+            opts=child,
+        )
+        self.endpoints = Endpoints(internal=internal_ip.address, public=public_ip.address)
+
+        metadata = key.public_key_openssh.apply(
+            lambda public_key: {
+                "ssh-keys": f"{SSH_USER}:{public_key.strip()} {SSH_USER}",
+                "block-project-ssh-keys": "TRUE",
+                "enable-oslogin": "FALSE",
+            }
+        )
+        private_key = self.ssh_private_key
+        jump = remote.ProxyConnectionArgs(host=public_ip.address, user=SSH_USER, private_key=private_key)
+
+        self.machines = {}
+        for node in nodes:
+            attached: list[gcp.compute.InstanceAttachedDiskArgs] = []
+            if node.storage_disk_size_gb:
+                disk = gcp.compute.Disk(
+                    f"{node.name}-storage",
+                    name=f"{node.name}-storage",
+                    zone=settings.zone,
+                    size=node.storage_disk_size_gb,
+                    type="pd-balanced",
+                    description="Blank disk for a Ceph OSD (Rook)",
+                    opts=child,
+                )
+                attached.append(gcp.compute.InstanceAttachedDiskArgs(source=disk.id, device_name=STORAGE_DEVICE_NAME))
+            first = node.name == first_cp.name
+            access = (
+                [gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=public_ip.address)] if first else []
+            )
+            tags = [network.node_tag] + ([network.control_plane_tag] if node.is_control_plane else [])
+            instance = gcp.compute.Instance(
+                node.name,
+                name=node.name,
+                zone=settings.zone,
+                machine_type=node.machine_type,
+                boot_disk=gcp.compute.InstanceBootDiskArgs(
+                    auto_delete=True,
+                    initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                        image=versions.GCP_IMAGES[node.arch], size=node.disk_size_gb, type="pd-balanced"
+                    ),
+                ),
+                attached_disks=attached,
+                network_interfaces=[
+                    gcp.compute.InstanceNetworkInterfaceArgs(
+                        subnetwork=network.subnetwork,
+                        network_ip=internal_ip.address if first else None,
+                        access_configs=access,
+                    )
+                ],
+                shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
+                    enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
+                ),
+                service_account=gcp.compute.InstanceServiceAccountArgs(
+                    email=account.email, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+                ),
+                metadata=metadata,
+                tags=tags,
+                labels={"kubeadm-cluster": prefix, "pool": node.pool, "role": node.role},
+                allow_stopping_for_update=True,
+                opts=child,
+            )
+            ip = instance.network_interfaces.apply(lambda nics: str(nics[0].network_ip or ""))
+            connection = remote.ConnectionArgs(
+                host=public_ip.address if first else ip,
+                user=SSH_USER,
+                private_key=private_key,
+                proxy=None if first else jump,
+                dial_error_limit=30,
+                per_dial_timeout=30,
+            )
+            self.machines[node.name] = Machine(node=node, internal_ip=ip, connection=connection, resource=instance)
+
+        self.register_outputs(
+            {
+                "publicEndpoint": self.endpoints.public,
+                "internalEndpoint": self.endpoints.internal,
+                "sshPrivateKey": self.ssh_private_key,
+            }
+        )
