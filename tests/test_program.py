@@ -1,0 +1,236 @@
+"""The real program under Pulumi's mocks: resources, key inputs, dependency order, secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cache
+from typing import Any
+
+import pytest
+import yaml
+
+from components import versions
+from tests.conftest import stack_config
+from tools.mock_engine import Plan, Registered, config_from_stack_file, run_program, stack_file
+
+COMMAND = "command:remote:Command"
+INSTANCE = "gcp:compute/instance:Instance"
+FIREWALL = "gcp:compute/firewall:Firewall"
+
+STACKS: dict[str, dict[str, Any]] = {
+    "default": stack_config(),
+    "single-node": stack_config(
+        controlPlane={"schedulable": True, "storageDiskSizeGb": 50}, workerPools=[]
+    ),
+    "pools": stack_config(
+        workerPools=[
+            {"name": "general", "count": 2, "storageDiskSizeGb": 40},
+            {"name": "batch", "count": 3, "machineType": "n2-standard-4", "labels": {"workload": "batch"},
+             "taints": ["dedicated=batch:NoSchedule"]},
+            {"name": "empty", "count": 0},
+        ]
+    ),
+    "arm": stack_config(
+        controlPlane={"machineType": "c4a-standard-2"},
+        workerPools=[{"name": "arm", "count": 2, "machineType": "t2a-standard-2", "storageDiskSizeGb": 30}],
+    ),
+}
+
+
+@cache
+def plan_of(stack: str) -> Plan:
+    plan = run_program(STACKS[stack], stack="dev")
+    assert plan.error is None, f"stack {stack} failed: {plan.error}"
+    return plan
+
+
+def _commands(plan: Plan) -> dict[str, Registered]:
+    return {r.name: r for r in plan.of_type(COMMAND)}
+
+
+def _depends_on(plan: Plan, resource: Registered, other: Registered) -> bool:
+    return other.urn in plan.ancestors_depend(resource)
+
+
+def test_dev_stack_file_runs() -> None:
+    plan = run_program(config_from_stack_file(stack_file("dev")), stack="dev")
+    assert plan.error is None, plan.error
+    assert len(plan.of_type(INSTANCE)) == 3
+
+
+@pytest.mark.parametrize("stack,expected", [("default", 3), ("single-node", 1), ("pools", 6), ("arm", 3)])
+def test_one_instance_per_node(stack: str, expected: int) -> None:
+    instances = plan_of(stack).of_type(INSTANCE)
+    assert len(instances) == expected, [i.name for i in instances]
+
+
+def test_instances_meet_the_spec_and_are_hardened() -> None:
+    for instance in plan_of("pools").of_type(INSTANCE):
+        assert instance.input("bootDisk.initializeParams.size") >= 30, instance.name
+        assert instance.input("shieldedInstanceConfig.enableSecureBoot") is True, instance.name
+        metadata = instance.input("metadata")
+        assert metadata["block-project-ssh-keys"] == "TRUE", f"{instance.name} accepts project-wide keys"
+        assert metadata["ssh-keys"].startswith("kubeadm:ssh-ed25519 "), metadata
+        assert instance.input("serviceAccount.email").startswith("dev-nodes@"), instance.name
+    machine_types = {i.name: i.input("machineType") for i in plan_of("pools").of_type(INSTANCE)}
+    assert machine_types["dev-batch-0"] == "n2-standard-4"
+
+
+def test_only_the_first_control_plane_is_public() -> None:
+    plan = plan_of("default")
+    for instance in plan.of_type(INSTANCE):
+        access = instance.input("networkInterfaces.0.accessConfigs") or []
+        if instance.name == "dev-cp-0":
+            assert len(access) == 1 and access[0]["natIp"].startswith("203.0.113."), access
+        else:
+            assert access == [], f"worker {instance.name} has a public address"
+
+
+def test_arm_machines_get_arm_images() -> None:
+    images = {i.name: i.input("bootDisk.initializeParams.image") for i in plan_of("arm").of_type(INSTANCE)}
+    assert images == {
+        "dev-cp-0": versions.GCP_IMAGES["arm64"],
+        "dev-arm-0": versions.GCP_IMAGES["arm64"],
+        "dev-arm-1": versions.GCP_IMAGES["arm64"],
+    }
+    default_images = {i.input("bootDisk.initializeParams.image") for i in plan_of("default").of_type(INSTANCE)}
+    assert default_images == {versions.GCP_IMAGES["x86_64"]}
+
+
+def test_storage_disks_are_separate_blank_disks() -> None:
+    plan = plan_of("pools")
+    disks = {d.name: d for d in plan.of_type("gcp:compute/disk:Disk")}
+    assert set(disks) == {"dev-general-0-storage", "dev-general-1-storage"}
+    for disk in disks.values():
+        assert disk.input("size") == 40 and disk.input("image") is None and disk.input("snapshot") is None
+    attached = plan.named("dev-general-0").input("attachedDisks")
+    assert attached and attached[0]["deviceName"] == "ceph-osd", attached
+    assert not plan.named("dev-batch-0").input("attachedDisks")
+
+
+def test_firewall_opens_nothing_to_the_internet() -> None:
+    plan = plan_of("default")
+    rules = {r.name: r for r in plan.of_type(FIREWALL)}
+    admin = rules["dev-network-admin"]
+    assert admin.input("sourceRanges") == ["203.0.113.7/32"]
+    assert admin.input("allows") == [{"protocol": "tcp", "ports": ["22", "6443"]}]
+    internal = rules["dev-network-internal"]
+    assert internal.input("sourceRanges") == ["10.240.0.0/24", "10.32.0.0/12"]
+    for rule in rules.values():
+        for cidr in rule.input("sourceRanges"):
+            assert ipaddress.ip_network(cidr).num_addresses < 2**24, f"{rule.name} is open to {cidr}"
+    nat = plan.of_type("gcp:compute/routerNat:RouterNat")
+    assert len(nat) == 1 and nat[0].input("sourceSubnetworkIpRangesToNat") == "ALL_SUBNETWORKS_ALL_IP_RANGES"
+
+
+def test_workers_are_reached_through_the_control_plane() -> None:
+    commands = _commands(plan_of("default"))
+    cp = commands["dev-cp-0-prepare"].input("connection")
+    worker = commands["dev-general-0-prepare"].input("connection")
+    assert cp.get("proxy") is None and cp["host"].startswith("203.0.113.")
+    assert worker["proxy"]["host"] == cp["host"], "workers must be reached through the control plane"
+    assert worker["host"].startswith("10.240.0."), worker["host"]
+
+
+def test_every_node_is_prepared_with_the_pinned_versions_and_hardware_truth() -> None:
+    plan = plan_of("default")
+    commands = _commands(plan)
+    for instance in plan.of_type(INSTANCE):
+        prepare = commands[f"{instance.name}-prepare"]
+        stdin = prepare.input("stdin")
+        assert "export MIN_VCPUS=2" in stdin and "export MIN_MEMORY_MB=4096" in stdin and "export MIN_DISK_GB=30" in stdin
+        assert f"export K8S_VERSION={versions.KUBERNETES_DEFAULT_VERSION}" in stdin
+        assert "pkgs.k8s.io/core:/stable:/v1.36/deb/" in stdin
+        assert f"export CONTAINERD_VERSION={versions.CONTAINERD_VERSION}" in stdin
+        assert prepare.input("create") == "sudo bash -s"
+        # Prep starts as soon as the VM exists: it waits for its own VM and nothing remote.
+        assert _depends_on(plan, prepare, instance), f"{prepare.name} must wait for its VM"
+        remote_deps = [u for u in plan.ancestors_depend(prepare) if u.split("::")[-2].endswith(COMMAND)]
+        assert remote_deps == [], f"{prepare.name} waits for other commands: {remote_deps}"
+
+
+def test_init_config_is_generated_from_the_stack() -> None:
+    init = _commands(plan_of("default"))["dev-cp-0-init"]
+    stdin = init.input("stdin")
+    config_text = stdin.split("export KUBEADM_CONFIG=", 1)[1]
+    assert "kind: InitConfiguration" in config_text and "kind: ClusterConfiguration" in config_text
+    assert "podSubnet: 10.32.0.0/12" in config_text and "serviceSubnet: 10.96.0.0/12" in config_text
+    assert "apiVersion: kubeadm.k8s.io/v1beta4" in config_text
+
+
+def test_join_order_each_join_after_init_and_its_own_token() -> None:
+    plan = plan_of("pools")
+    commands = _commands(plan)
+    init = commands["dev-cp-0-init"]
+    workers = [i.name for i in plan.of_type(INSTANCE) if "-cp-" not in i.name]
+    assert len(workers) == 5
+    for worker in workers:
+        join, token = commands[f"{worker}-join"], commands[f"{worker}-join-token"]
+        assert _depends_on(plan, join, init), f"{worker} joins before init"
+        assert _depends_on(plan, join, token), f"{worker} joins before its token"
+        assert _depends_on(plan, join, commands[f"{worker}-prepare"]), f"{worker} joins before its prep"
+        assert _depends_on(plan, token, init), f"{worker}'s token is minted before init"
+        assert token.input("connection")["host"] == commands["dev-cp-0-init"].input("connection")["host"]
+        for other in workers:
+            if other != worker:
+                assert not _depends_on(plan, join, commands[f"{other}-join-token"]), f"{worker} waits for {other}'s token"
+                assert not _depends_on(plan, join, commands[f"{other}-join"]), f"{worker} waits for {other}'s join"
+        join_config = join.input("stdin").split("export KUBEADM_CONFIG=", 1)[1]
+        assert "caCertHashes" in join_config and "sha256:" in join_config
+
+
+def test_secrets_are_secret() -> None:
+    plan = plan_of("default")
+    for command in plan.of_type(COMMAND):
+        assert "connection" in command.secret_inputs, f"{command.name}'s connection (private key) is not secret"
+    commands = _commands(plan)
+    for name, command in commands.items():
+        if name.endswith(("-join-token", "-kubeconfig", "-join-command")):
+            assert "stdout" in command.additional_secret_outputs, f"{name} stdout is not secret"
+            assert command.input("logging") == "stderr", f"{name} logs its secret stdout"
+        if name.endswith("-join"):
+            assert "stdin" in command.secret_inputs, f"{name}'s stdin carries a token and is not secret"
+    provider = plan.of_type("pulumi:providers:kubernetes")
+    assert len(provider) == 1 and "kubeconfig" in provider[0].secret_inputs, "provider kubeconfig is not secret"
+    assert {"kubeconfig", "joinCommand"} <= plan.secret_outputs, plan.secret_outputs
+    assert "controlPlaneEndpoint" not in plan.secret_outputs
+
+
+def test_outputs() -> None:
+    plan = plan_of("pools")
+    kubeconfig = yaml.safe_load(plan.outputs["kubeconfig"])
+    public = plan.named("dev-api-public").outputs["address"]
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{public}:6443"
+    assert plan.outputs["controlPlaneEndpoint"] == f"https://{public}:6443"
+    assert plan.outputs["joinCommand"].startswith("kubeadm join ") and "--discovery-token-ca-cert-hash sha256:" in plan.outputs["joinCommand"]
+    nodes = plan.outputs["nodes"]
+    assert set(nodes) == {"dev-cp-0", "dev-general-0", "dev-general-1", "dev-batch-0", "dev-batch-1", "dev-batch-2"}
+    assert nodes["dev-batch-1"]["pool"] == "batch" and nodes["dev-batch-1"]["role"] == "worker"
+    assert nodes["dev-cp-0"]["role"] == "control-plane"
+    assert "kubectl" in plan.outputs["nextSteps"]
+
+
+def test_components_follow_the_convention() -> None:
+    plan = plan_of("default")
+    components = {r.type for r in plan.resources if not r.custom}
+    assert {"kubeadm-cluster:index:GcpMachines", "kubeadm-cluster:index:Network",
+            "kubeadm-cluster:index:KubeadmCluster"} <= components
+    for resource in plan.resources:
+        assert resource.parent, f"{resource.name} is not parented to a component"
+        if resource.custom:
+            assert resource.parent.split("::")[-2].split("$")[-1].startswith("kubeadm-cluster:index:"), (
+                f"{resource.name} is not inside a kubeadm-cluster component")
+
+
+def test_adding_a_worker_adds_only_its_own_steps() -> None:
+    two = run_program(stack_config(workerPools=[{"name": "general", "count": 2, "storageDiskSizeGb": 50}]))
+    three = run_program(stack_config(workerPools=[{"name": "general", "count": 3, "storageDiskSizeGb": 50}]))
+    assert two.error is None and three.error is None
+    before = {r.urn: r for r in two.resources}
+    after = {r.urn: r for r in three.resources}
+    added = sorted(after[u].name for u in set(after) - set(before))
+    assert added == sorted(["dev-general-2", "dev-general-2-storage", "dev-general-2-prepare",
+                            "dev-general-2-join-token", "dev-general-2-join"]), added
+    assert set(before) <= set(after), "a resource disappeared when a worker was added"
+    changed = [before[u].name for u in before if before[u].inputs != after[u].inputs]
+    assert changed == [], f"adding a worker changed existing resources: {changed}"
