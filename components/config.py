@@ -267,6 +267,73 @@ class KubeadmConfig(_Model):
         return value
 
 
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+_REGISTRY_HOST = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d+)?$")
+
+
+def _check_url(value: str, what: str) -> str:
+    if not _URL.match(value):
+        raise ValueError(f"{what} {value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+class MirrorsConfig(_Model):
+    """Where to download from when the upstream hosts are out of reach (empty = upstream)."""
+
+    #: The Kubernetes apt repository of one minor, with ``{minor}`` for e.g. ``v1.36``.
+    kubernetes_packages: str = ""
+    #: Replaces https://github.com/containerd/containerd/releases/download (same file layout).
+    containerd_releases: str = ""
+    #: Replaces https://github.com/opencontainers/runc/releases/download (same file layout).
+    runc_releases: str = ""
+    #: Container registry -> mirror endpoints, written as containerd ``hosts.toml`` files.
+    registries: dict[str, list[str]] = Field(default_factory=dict)
+    #: Helm chart repository URL -> mirror URL serving the same charts.
+    helm_repositories: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("kubernetes_packages")
+    @classmethod
+    def _packages(cls, value: str) -> str:
+        if not value:
+            return value
+        if "{minor}" not in value:
+            raise ValueError(
+                f"{value!r} must contain {{minor}} where the Kubernetes minor goes "
+                "(e.g. https://mirror.example.com/kubernetes/core/stable/{minor}/deb/)"
+            )
+        _check_url(value.replace("{minor}", "v1.36"), "kubernetesPackages")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("containerd_releases", "runc_releases")
+    @classmethod
+    def _releases(cls, value: str) -> str:
+        return _check_url(value, "release mirror") if value else value
+
+    @field_validator("registries")
+    @classmethod
+    def _registries(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for registry, endpoints in value.items():
+            if not _REGISTRY_HOST.match(registry):
+                raise ValueError(f"{registry!r} is not a registry host name (e.g. docker.io, registry.k8s.io)")
+            if not endpoints:
+                raise ValueError(f"registry {registry}: list at least one mirror endpoint")
+            for endpoint in endpoints:
+                _check_url(endpoint, f"registry {registry} mirror")
+        return value
+
+    @field_validator("helm_repositories")
+    @classmethod
+    def _helm(cls, value: dict[str, str]) -> dict[str, str]:
+        for upstream, mirror in value.items():
+            _check_url(upstream, "helm repository")
+            _check_url(mirror, f"helm repository {upstream} mirror")
+        return value
+
+    def helm_repository(self, upstream: str) -> str:
+        """The URL to fetch a chart repository from: its mirror when one is set."""
+        return self.helm_repositories.get(upstream.rstrip("/"), self.helm_repositories.get(upstream, upstream))
+
+
 class ExistingHost(_Model):
     address: str
     user: str = "ubuntu"
@@ -339,6 +406,7 @@ class ClusterConfig(_Model):
     rook: RookConfig = Field(default_factory=RookConfig)
     kubeadm: KubeadmConfig = Field(default_factory=KubeadmConfig)
     image_repository: str = versions.UPSTREAM_IMAGE_REPOSITORY
+    mirrors: MirrorsConfig = Field(default_factory=MirrorsConfig)
     existing_hosts: ExistingHostsConfig | None = None
 
     @field_validator("kubernetes_version")

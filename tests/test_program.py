@@ -230,7 +230,25 @@ def test_adding_a_worker_adds_only_its_own_steps() -> None:
     after = {r.urn: r for r in three.resources}
     added = sorted(after[u].name for u in set(after) - set(before))
     assert added == sorted(["dev-general-2", "dev-general-2-storage", "dev-general-2-prepare",
-                            "dev-general-2-join-token", "dev-general-2-join"]), added
+                            "dev-general-2-join-token", "dev-general-2-join", "dev-general-2-membership"]), added
     assert set(before) <= set(after), "a resource disappeared when a worker was added"
     changed = [before[u].name for u in before if before[u].inputs != after[u].inputs]
     assert changed == [], f"adding a worker changed existing resources: {changed}"
+
+
+def test_removing_a_worker_drains_it_before_its_vm_is_deleted() -> None:
+    plan = plan_of("default")
+    commands = _commands(plan)
+    for instance in plan.of_type(INSTANCE):
+        if "-cp-" in instance.name:
+            continue
+        membership = commands[f"{instance.name}-membership"]
+        # Pulumi deletes dependants first: membership (drain) -> join -> ... -> the VM.
+        assert _depends_on(plan, membership, instance), f"{membership.name} must be deleted before {instance.name}"
+        assert _depends_on(plan, membership, commands[f"{instance.name}-join"])
+        delete = membership.input("delete")
+        assert "kubectl drain" in delete and "--ignore-daemonsets --delete-emptydir-data" in delete, delete
+        assert f"NODE_NAME={instance.name}" in delete
+        assert "--ignore-not-found" in delete, "removal must tolerate a node that is already gone"
+        assert membership.input("connection")["host"] == commands["dev-cp-0-init"].input("connection")["host"]
+        assert commands[f"{instance.name}-join"].input("delete") is None, "a VM is deleted, not reset"

@@ -16,6 +16,7 @@ worker later runs only that worker's prepare, token and join.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
@@ -26,7 +27,7 @@ from pulumi_command import remote
 
 from components import hardware, versions
 from components.bootstrap import kubeadm_config
-from components.bootstrap.scripts import RUN_BUNDLE, bundle
+from components.bootstrap.scripts import RUN_BUNDLE, bundle, render_bundle
 from components.config import ClusterConfig
 from components.machines import Endpoints, Machine
 
@@ -34,6 +35,8 @@ from components.machines import Endpoints, Machine
 WORKER_TOKEN_TTL = "1h"
 #: Lifetime of the token behind the exported ``joinCommand``.
 EXPORTED_TOKEN_TTL = "24h"
+#: What an owned server runs when it leaves the stack (it keeps running; the VM of GCP does not).
+RESET_ON_DELETE = "sudo kubeadm reset --force >&2 || true"
 
 
 class KubeadmClusterArgs(TypedDict):
@@ -45,17 +48,23 @@ class KubeadmClusterArgs(TypedDict):
 
 
 def node_env(config: ClusterConfig, node_name: str) -> dict[str, str]:
-    """Inputs of the preflight and node-prep scripts: the hardware truth and pinned versions."""
+    """Inputs of the preflight and node-prep scripts: the hardware truth, pinned versions, mirrors."""
+    mirrors = config.mirrors
+    apt_repo = mirrors.kubernetes_packages or versions.KUBERNETES_APT_REPO
     return {
         "NODE_NAME": node_name,
         **hardware.preflight_env(),
         "K8S_VERSION": config.kubernetes_version,
-        "K8S_APT_REPO": versions.KUBERNETES_APT_REPO.format(minor=config.kubernetes_minor),
+        "K8S_APT_REPO": apt_repo.format(minor=config.kubernetes_minor),
         "CONTAINERD_VERSION": versions.CONTAINERD_VERSION,
-        "CONTAINERD_RELEASE_URL": versions.CONTAINERD_RELEASE_URL,
+        "CONTAINERD_RELEASE_URL": mirrors.containerd_releases or versions.CONTAINERD_RELEASE_URL,
         "RUNC_VERSION": versions.RUNC_VERSION,
-        "RUNC_RELEASE_URL": versions.RUNC_RELEASE_URL,
+        "RUNC_RELEASE_URL": mirrors.runc_releases or versions.RUNC_RELEASE_URL,
         "PAUSE_IMAGE": f"{config.image_repository}/{versions.PAUSE_IMAGE.split('/', 1)[1]}",
+        # One line per registry: "registry=endpoint[,endpoint...]" -> containerd hosts.toml files.
+        "REGISTRY_MIRRORS": "\n".join(
+            f"{registry}={','.join(endpoints)}" for registry, endpoints in sorted(mirrors.registries.items())
+        ),
     }
 
 
@@ -96,12 +105,14 @@ class KubeadmCluster(pulumi.ComponentResource):
             env: Mapping[str, pulumi.Input[str]],
             depends_on: list[pulumi.Resource],
             secret_stdout: bool = False,
+            delete: str | None = None,
         ) -> remote.Command:
             extra = [machine.resource] if machine.resource is not None else []
             return remote.Command(
                 resource_name,
                 connection=machine.connection,
                 create=RUN_BUNDLE,
+                delete=delete,
                 stdin=bundle(step, env),
                 logging=remote.Logging.STDERR if secret_stdout else remote.Logging.STDOUT_AND_STDERR,
                 opts=pulumi.ResourceOptions(
@@ -189,12 +200,25 @@ class KubeadmCluster(pulumi.ComponentResource):
                     )
                 )
             )
-            self.node_ready[node_name] = run(
+            join = run(
                 f"{node_name}-join",
                 machine,
                 "kubeadm-join.sh",
                 {"NODE_NAME": node_name, "KUBEADM_CONFIG": join_config},
                 [prepared[node_name], token],
+                # A server you own stays behind when it leaves the stack: reset it. A VM is deleted.
+                delete=None if machine.resource is not None else RESET_ON_DELETE,
+            )
+            self.node_ready[node_name] = join
+            # Leaving the cluster: when this node goes (count lowered, pool removed, destroy),
+            # the control plane drains it and deletes its Node *before* the machine is deleted
+            # (this resource depends on the join, which depends on the machine).
+            remote.Command(
+                f"{node_name}-membership",
+                connection=first.connection,
+                create="true",
+                delete=f"sudo bash -c {shlex.quote(render_bundle('remove-node.sh', {'NODE_NAME': node_name}))}",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
             )
 
         self.control_plane_endpoint = endpoints.public.apply(
