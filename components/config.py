@@ -654,4 +654,13 @@ def load_settings(stack: str) -> StackSettings:
             "invalid stack configuration:\n  kubeadm-cluster:sshPrivateKey: is required with provider "
             "'existing' (pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519)"
         )
+    control_planes = (
+        len(cluster.existing_hosts.control_plane) if cluster.existing_hosts is not None else cluster.control_plane.count
+    )
+    if control_planes > 1:
+        where = "existingHosts.controlPlane" if cluster.existing_hosts is not None else "controlPlane.count"
+        raise ConfigError(
+            f"invalid stack configuration:\n  kubeadm-cluster:{where}: {control_planes} control planes need the "
+            "load-balanced API endpoint of the HA control plane, which this version does not build yet; use 1"
+        )
     return StackSettings(cluster=cluster, gcp=gcp, stack=stack, warnings=cluster.warnings())

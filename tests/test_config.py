@@ -45,6 +45,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("typo at the top", {"workerPool": [POOL]}, ["kubeadm-cluster:workerPool", "unknown key", "workerPools"]),
     ("typo inside an object", {"controlPlane": {"machinetype": "e2-standard-2"}}, ["controlPlane.machinetype", "unknown key", "machineType"]),
     ("removed tutorial flag", {"kubeadm": {"controllerManagerExtraArgs": {"horizontal-pod-autoscaler-use-rest-clients": "true"}}}, ["controllerManagerExtraArgs", "removed in Kubernetes 1.21"]),
+    ("HA not built yet", {"controlPlane": {"count": 3}}, ["controlPlane.count", "HA control plane", "use 1"]),
     ("existing without hosts", {"provider": "existing"}, ["existingHosts"]),
     ("unknown provider", {"provider": "aws"}, ["provider", "gcp", "existing"]),
     ("image repository with scheme", {"imageRepository": "https://mirror.example.com"}, ["imageRepository", "no scheme"]),

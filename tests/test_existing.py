@@ -104,3 +104,9 @@ def test_no_mirror_anywhere_when_none_is_set() -> None:
     prepare = [c for c in plan.of_type("command:remote:Command") if c.name.endswith("-prepare")][0]
     assert "export K8S_APT_REPO=https://pkgs.k8s.io/core:/stable:/v1.36/deb/" in prepare.input("stdin")
     assert "imageRepository: registry.k8s.io" in {c.name: c for c in plan.of_type("command:remote:Command")}["lab-cp-0-init"].input("stdin")
+
+
+def test_an_owned_server_leaving_the_stack_is_drained_and_reset() -> None:
+    commands = {r.name: r for r in _existing().of_type("command:remote:Command")}
+    assert "kubeadm reset --force" in commands["lab-general-0-join"].input("delete")
+    assert "kubectl drain" in commands["lab-general-0-membership"].input("delete")
