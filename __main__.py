@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pulumi
 
+from components.addons import Addons, AddonsArgs
 from components.bootstrap import KubeadmCluster, KubeadmClusterArgs
 from components.config import ConfigError, load_settings
 from components.machines.existing import ExistingMachines, ExistingMachinesArgs
@@ -41,11 +42,19 @@ cluster = KubeadmCluster(
     prefix, KubeadmClusterArgs(config=config, cluster_name=prefix, machines=hosts, endpoints=endpoints)
 )
 
+# 4. Add-ons, on a Kubernetes provider made from the cluster's kubeconfig.
+addons = Addons(
+    prefix,
+    AddonsArgs(config=config, nodes=nodes, provider=cluster.provider, node_ready=cluster.node_ready),
+)
+
 # Outputs.
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("joinCommand", cluster.join_command)
 pulumi.export("controlPlaneEndpoint", cluster.control_plane_endpoint)
 pulumi.export("nodes", cluster.nodes)
+pulumi.export("storageClass", addons.storage_class)
+pulumi.export("dashboardAccess", addons.dashboard_access)
 pulumi.export(
     "nextSteps",
     "pulumi stack output kubeconfig --show-secrets > kubeconfig.yaml && "

@@ -34,3 +34,32 @@ GCP_IMAGES: dict[str, str] = {
 
 #: Upstream registry of the control-plane images (overridable with ``imageRepository``).
 UPSTREAM_IMAGE_REPOSITORY = "registry.k8s.io"
+
+# --- Add-ons --------------------------------------------------------------------------
+# Everything the add-ons stage installs into the cluster. Charts are installed with
+# helm.v3.Release (previews work while the kubeconfig is still unknown); upstream manifests
+# the project owns (Weave Net, Kubernetes Dashboard) are typed resources using these images.
+
+#: Weave Net: upstream (weaveworks) is archived and 2.8.1 breaks on iptables-nft >= 1.8.8;
+#: rajch/weave is the maintained fork (nft backend by default).
+WEAVE_VERSION = "2.9.0"
+WEAVE_KUBE_IMAGE = f"docker.io/rajchaudhuri/weave-kube:{WEAVE_VERSION}"
+WEAVE_NPC_IMAGE = f"docker.io/rajchaudhuri/weave-npc:{WEAVE_VERSION}"
+#: Flannel (chart ``flannel``; the chart's versions carry the leading ``v``).
+FLANNEL_CHART_REPO = "https://flannel-io.github.io/flannel/"
+FLANNEL_CHART_VERSION = "v0.28.8"
+#: Calico through the Tigera operator (chart ``tigera-operator``, versions with ``v``).
+CALICO_CHART_REPO = "https://docs.tigera.io/calico/charts"
+CALICO_CHART_VERSION = "v3.33.0"
+#: Kubernetes Dashboard (archived 2026-01-21): the last self-contained release, v2.7.0,
+#: installed from its images (see components/addons/dashboard.py for why not 7.x).
+DASHBOARD_IMAGE = "docker.io/kubernetesui/dashboard:v2.7.0"
+DASHBOARD_METRICS_SCRAPER_IMAGE = "docker.io/kubernetesui/metrics-scraper:v1.0.8"
+#: Headlamp, the Dashboard's successor (Kubernetes SIG UI).
+HEADLAMP_CHART_REPO = "https://kubernetes-sigs.github.io/headlamp/"
+HEADLAMP_CHART_VERSION = "0.43.0"
+#: Rook (operator chart ``rook-ceph``, versions with ``v``) and the Ceph release it runs.
+ROOK_CHART_REPO = "https://charts.rook.io/release"
+ROOK_CHART_VERSION = "v1.20.6"
+# v20.2.2: v20.2.0 has a data-corruption bug with read affinity.
+CEPH_IMAGE = "quay.io/ceph/ceph:v20.2.2"
