@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Initialises the first control plane with `kubeadm init` from a generated configuration, then
+# waits until the API server answers /readyz.
+#
+# Idempotent: when /etc/kubernetes/admin.conf exists the node is already initialised and kubeadm
+# init is skipped (a changed KUBEADM_CONFIG is NOT applied to a running cluster; that is what
+# `kubeadm upgrade` is for); the readiness wait runs either way. When kubeadm init fails, the
+# node is reset (`kubeadm reset -f`) so that the next run starts from a clean node instead of
+# mistaking a half-initialised one for a cluster.
+#
+# Inputs: NODE_NAME; KUBEADM_CONFIG (the full YAML: InitConfiguration, ClusterConfiguration,
+#         KubeletConfiguration ...), written to /etc/kubernetes/kubeadm-config.yaml (mode 0600).
+#         Optional KC_READY_ATTEMPTS (default 30) bounds the /readyz wait.
+# Stdout: nothing (kubeadm's output goes to stderr; the join token is never printed).
+set -euo pipefail
+if ! declare -F kc_log >/dev/null 2>&1; then
+  # shellcheck source=lib.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+fi
+KC_STEP=kubeadm-init
+
+: "${NODE_NAME:?NODE_NAME is required}"
+: "${KUBEADM_CONFIG:?KUBEADM_CONFIG is required (the kubeadm init configuration YAML)}"
+
+kc_init_main() {
+  local admin=$KC_ROOT/etc/kubernetes/admin.conf
+  local config=$KC_ROOT/etc/kubernetes/kubeadm-config.yaml
+  if [[ -f $admin ]]; then
+    kc_log "$NODE_NAME is already initialised ($admin exists): skipping kubeadm init"
+  else
+    kc_write_file "$config" 0600 <<<"$KUBEADM_CONFIG"
+    kc_log "validating $config"
+    kubeadm config validate --config "$config" >&2 ||
+      kc_die "kubeadm rejects the generated configuration $config (see above)"
+    kc_log "kubeadm init on $NODE_NAME (takes a few minutes)"
+    if ! kubeadm init --config "$config" --skip-token-print >&2; then
+      kc_warn "kubeadm init failed on $NODE_NAME; resetting the node so that the next run starts clean"
+      kubeadm reset -f >&2 || kc_warn "kubeadm reset failed too"
+      kc_die "kubeadm init failed on $NODE_NAME (its output is above)"
+    fi
+    [[ -f $admin ]] || kc_die "kubeadm init succeeded but wrote no $admin"
+  fi
+  kc_log "waiting for the API server to be ready"
+  kc_retry "${KC_READY_ATTEMPTS:-30}" kubectl --kubeconfig "$admin" get --raw=/readyz >/dev/null ||
+    kc_die "the API server on $NODE_NAME did not become ready"
+  kc_log "the API server on $NODE_NAME is ready"
+}
+
+kc_init_main </dev/null

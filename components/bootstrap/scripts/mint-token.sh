@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Mints a fresh bootstrap token for one node's `kubeadm join` (runs on the first control plane)
+# and prints it with the hash of the cluster CA's public key, which the joining node pins.
+#
+# Inputs: NODE_NAME (the node the token is for; only used in the token's description),
+#         TOKEN_TTL (a Go duration, e.g. 1h), optional KUBECONFIG (default
+#         /etc/kubernetes/admin.conf).
+# Stdout: exactly one line of JSON, {"token":"abcdef.0123456789abcdef","caCertHash":"sha256:<64 hex>"}.
+#         It is a secret: the caller marks stdout secret.
+set -euo pipefail
+if ! declare -F kc_log >/dev/null 2>&1; then
+  # shellcheck source=lib.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+fi
+KC_STEP=mint-token
+
+: "${NODE_NAME:?NODE_NAME is required (the node the token is for)}"
+: "${TOKEN_TTL:?TOKEN_TTL is required (e.g. 1h)}"
+
+kc_mint_token_main() {
+  export KUBECONFIG=${KUBECONFIG:-$KC_ROOT/etc/kubernetes/admin.conf}
+  local ca=$KC_ROOT/etc/kubernetes/pki/ca.crt output token hash
+  [[ $TOKEN_TTL =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]] ||
+    kc_die "TOKEN_TTL must be a duration like 1h or 30m, not '$TOKEN_TTL'"
+  [[ -f $KUBECONFIG ]] || kc_die "no kubeconfig at $KUBECONFIG: is this the initialised control plane?"
+  [[ -f $ca ]] || kc_die "no cluster CA at $ca: is this the initialised control plane?"
+
+  kc_log "creating a bootstrap token for $NODE_NAME (ttl $TOKEN_TTL)"
+  output=$(kc_retry 5 kubeadm token create --ttl "$TOKEN_TTL" \
+    --description "kubeadm-cluster join of $NODE_NAME") || kc_die "kubeadm token create failed"
+  token=$(printf '%s\n' "$output" | grep -E '^[a-z0-9]{6}\.[a-z0-9]{16}$' | tail -n 1) || token=""
+  [[ $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]] ||
+    kc_die "kubeadm token create printed no token of the form [a-z0-9]{6}.[a-z0-9]{16}"
+
+  hash=$(openssl x509 -pubkey -noout -in "$ca" | openssl pkey -pubin -outform der |
+    openssl dgst -sha256 -hex | awk '{ print $NF }') || kc_die "cannot hash the public key of $ca"
+  [[ $hash =~ ^[0-9a-f]{64}$ ]] || kc_die "the CA public key hash '$hash' is not 64 hex digits"
+
+  printf '{"token":"%s","caCertHash":"sha256:%s"}\n' "$token" "$hash"
+  kc_log "token for $NODE_NAME created"
+}
+
+kc_mint_token_main </dev/null

@@ -1,0 +1,509 @@
+"""kubeadm-cluster's CrossGuard policy pack.
+
+Run by the Pulumi engine: ``pulumi preview --policy-pack policies`` from the repository root.
+The engine starts ``python -u -m pulumi.policy <engine address> <this directory>`` (working
+directory: this directory, stack settings in PULUMI_PROJECT / PULUMI_STACK / PULUMI_DRY_RUN /
+PULUMI_CONFIG); ``PolicyPack(...)`` below serves the Analyzer gRPC service on 127.0.0.1 and
+prints its port on stdout. ``tests/policy_client.py`` starts it the same way.
+
+Hardware numbers come from ``components/hardware.py`` (the single truth, stdlib only); the
+thresholds can only be raised through the pack's config, e.g. for a prod stack::
+
+    pulumi preview --policy-pack policies --policy-pack-config prod-policy.json
+    # prod-policy.json:
+    # {"node-machine-type-minimums": {"minVcpus": 4, "minMemoryGb": 16},
+    #  "node-boot-disk-minimum": {"minDiskGb": 100},
+    #  "node-memory-recommended": {"recommendedMemoryGb": 32}}
+
+What the engine sends, and how these policies deal with it:
+
+* ``args.props`` are the resource's *inputs* with the engine's camelCase names
+  (``machineType``, ``bootDisk.initializeParams.size``, ``sourceRanges``).
+* Unknown values (preview, computed from other resources' outputs) arrive as the
+  UNKNOWN sentinels; pulumi-policy's proxy raises ``UnknownValueError`` when one is read
+  and reports it as an *advisory* "can't run policy ... during preview". No policy here
+  turns an unknown into a mandatory violation; the engine analyzes the resource again with
+  known inputs at ``pulumi up``, before it is created.
+* Secrets arrive wrapped (``{"4dabf18...": "1b47061...", "value": ...}``) but pulumi-policy
+  1.21 unwraps them before ``Analyze`` calls a policy, so ``args.props`` cannot tell a
+  secret from plain text. The kubeconfig policy therefore reads the raw request: this
+  module wraps the servicer's ``Analyze`` to keep the request's wire properties for the
+  duration of the call (``_raw_properties()``).
+* The engine analyzes provider resources too (``pulumi:providers:kubernetes``, default
+  providers included), with their inputs; each other resource's request also carries its
+  provider's properties (``args.provider``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# The repository root (the parent of policies/) holds the hardware truth.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from google.protobuf import json_format  # noqa: E402
+from pulumi_policy import (  # noqa: E402
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyPack,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+from pulumi_policy import policy as _policy_impl  # noqa: E402
+
+from components import hardware  # noqa: E402
+
+PACK_NAME = "kubeadm-cluster"
+
+INSTANCE = "gcp:compute/instance:Instance"
+INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+FIREWALL = "gcp:compute/firewall:Firewall"
+SERVICE = "kubernetes:core/v1:Service"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+NODE_TYPES = (INSTANCE, INSTANCE_TEMPLATE)
+
+#: Ports that must never be open to the internet: SSH, the API server, the kubelet API.
+ADMIN_PORTS = (22, 6443, 10250)
+#: A Service named, namespaced or labelled with one of these is a web UI.
+DASHBOARD_KEYWORDS = ("dashboard", "headlamp")
+EXPOSED_SERVICE_TYPES = ("LoadBalancer", "NodePort")
+
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+_MB_PER_GB = 1024  # GCP's "GB" of memory are GiB; the hardware module counts MiB
+
+
+# --- Raw request capture (secrets) -----------------------------------------------------
+
+_RAW = threading.local()
+
+
+def _capture_raw_requests() -> None:
+    """Keep each Analyze request's wire properties while the policies run on it."""
+    servicer = _policy_impl._PolicyAnalyzerServicer
+    if getattr(servicer, "_kubeadm_raw_capture", False):
+        return
+    original = servicer.Analyze
+
+    def analyze(self: Any, request: Any, context: Any) -> Any:
+        _RAW.properties = json_format.MessageToDict(request.properties)
+        try:
+            return original(self, request, context)
+        finally:
+            _RAW.properties = None
+
+    servicer.Analyze = analyze  # type: ignore[method-assign]
+    servicer._kubeadm_raw_capture = True  # type: ignore[attr-defined]
+
+
+def _raw_properties() -> dict[str, Any] | None:
+    """The wire properties (secrets still wrapped) of the resource being analyzed."""
+    return getattr(_RAW, "properties", None)
+
+
+def _is_secret(wire_value: Any) -> bool:
+    return isinstance(wire_value, Mapping) and wire_value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+# --- Config ----------------------------------------------------------------------------
+
+
+def _number(args: ResourceValidationArgs, key: str, default: float) -> float:
+    """A threshold from the policy's config; it can raise the hardware minimum, never lower it."""
+    value = args.get_config().get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return max(float(value), float(default))
+    return float(default)
+
+
+def _minimums(args: ResourceValidationArgs) -> hardware.Minimums:
+    base = hardware.DEFAULT_MINIMUMS
+    return hardware.Minimums(
+        vcpus=_number(args, "minVcpus", base.vcpus),
+        memory_mb=int(round(_number(args, "minMemoryGb", base.memory_mb / _MB_PER_GB) * _MB_PER_GB)),
+        recommended_memory_mb=int(
+            round(_number(args, "recommendedMemoryGb", base.recommended_memory_mb / _MB_PER_GB) * _MB_PER_GB)
+        ),
+        disk_gb=int(_number(args, "minDiskGb", base.disk_gb)),
+    )
+
+
+def _gb(memory_mb: int) -> float:
+    return memory_mb / _MB_PER_GB
+
+
+# --- Helpers over the (proxied) inputs -------------------------------------------------
+
+
+def _get(value: Any, *path: str | int) -> Any:
+    """``value[path0][path1]...`` or None; an unknown on the way raises (pulumi-policy's proxy)."""
+    for key in path:
+        if isinstance(key, int):
+            if isinstance(value, Sequence) and not isinstance(value, str) and -len(value) <= key < len(value):
+                value = value[key]
+            else:
+                return None
+        elif isinstance(value, Mapping) and key in value:
+            value = value[key]
+        else:
+            return None
+    return value
+
+
+def _items(value: Any) -> list[Any]:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [value[i] for i in range(len(value))]
+    return []
+
+
+def machine_type_name(value: str) -> str:
+    """``projects/p/zones/z/machineTypes/e2-standard-2`` (or a full URL) -> ``e2-standard-2``."""
+    return value.strip().rstrip("/").rsplit("/", 1)[-1]
+
+
+def _machine_type(args: ResourceValidationArgs, report: ReportViolation) -> str | None:
+    value = args.props.get("machineType")
+    if not isinstance(value, str) or not value.strip():
+        report(f"{args.resource_type} {args.name} sets no machineType; a node needs one that meets the minimums", None)
+        return None
+    return machine_type_name(value)
+
+
+# --- Hardware policies -----------------------------------------------------------------
+
+
+def _validate_machine_type(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in NODE_TYPES:
+        return
+    name = _machine_type(args, report)
+    if name is None:
+        return
+    for problem in hardware.machine_type_problems(name, _minimums(args)):
+        report(f"{args.name}: {problem}", None)
+
+
+def _validate_memory_recommendation(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in NODE_TYPES:
+        return
+    value = args.props.get("machineType")
+    if not isinstance(value, str) or not value.strip():
+        return  # the mandatory policy reports it
+    for warning in hardware.machine_type_warnings(machine_type_name(value), _minimums(args)):
+        report(f"{args.name}: {warning}", None)
+
+
+def _boot_disk_size(args: ResourceValidationArgs) -> tuple[float | None, str, bool]:
+    """(size in GB or None, where it was looked for, whether an existing disk is attached)."""
+    if args.resource_type == INSTANCE:
+        boot = args.props.get("bootDisk")
+        where = "bootDisk.initializeParams.size"
+        return _as_number(_get(boot, "initializeParams", "size")), where, bool(_get(boot, "source"))
+    where = "disks[] (boot: true).diskSizeGb"
+    disks = _items(args.props.get("disks"))
+    boot_disks = [d for d in disks if _get(d, "boot") is True] or disks[:1]  # GCP boots the first disk
+    if not boot_disks:
+        return None, where, False
+    disk = boot_disks[0]
+    return _as_number(_get(disk, "diskSizeGb")), where, bool(_get(disk, "source"))
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _validate_boot_disk(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in NODE_TYPES:
+        return
+    size, where, existing = _boot_disk_size(args)
+    if existing and size is None:
+        return  # an existing disk is attached: its size is not in the inputs
+    minimums = _minimums(args)
+    if size is None:
+        report(
+            f"{args.name}: no boot disk size ({where}); GCP would use the image's size (10 GB for "
+            f"Ubuntu), a node needs at least {minimums.disk_gb} GB",
+            None,
+        )
+        return
+    for problem in hardware.disk_problems(size, minimums):
+        report(f"{args.name}: {problem} ({where})", None)
+
+
+# --- Firewall --------------------------------------------------------------------------
+
+
+def _is_world(cidr: str) -> bool:
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def _port_ranges(ports: Any) -> list[tuple[int, int]] | None:
+    """A firewall rule's ports as ranges; None means every port."""
+    items = _items(ports)
+    if not items:
+        return None
+    ranges: list[tuple[int, int]] = []
+    for item in items:
+        text = str(item).strip()
+        low, _, high = text.partition("-")
+        try:
+            ranges.append((int(low), int(high or low)))
+        except ValueError:
+            ranges.append((0, 65535))  # unparsable: assume the worst
+    return ranges
+
+
+def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != FIREWALL:
+        return
+    props = args.props
+    if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or props.get("disabled") is True:
+        return
+    ranges = [str(r) for r in _items(props.get("sourceRanges"))]
+    world = [r for r in ranges if _is_world(r)]
+    if not ranges and not _items(props.get("sourceTags")) and not _items(props.get("sourceServiceAccounts")):
+        world = ["0.0.0.0/0 (no source given)"]
+    if not world:
+        return
+    forbidden = [int(p) for p in (args.get_config().get("forbiddenPorts") or ADMIN_PORTS)]
+    open_ports: set[int] = set()
+    for allow in _items(props.get("allows")):
+        protocol = str(_get(allow, "protocol") or "").lower()
+        if protocol not in ("tcp", "6", "all"):
+            continue
+        port_ranges = _port_ranges(_get(allow, "ports"))
+        for port in forbidden:
+            if port_ranges is None or any(low <= port <= high for low, high in port_ranges):
+                open_ports.add(port)
+    if open_ports:
+        report(
+            f"{args.name} lets {', '.join(world)} reach TCP {', '.join(str(p) for p in sorted(open_ports))}; "
+            f"restrict sourceRanges to the admin CIDRs (kubeadm-cluster:adminCidrs)",
+            None,
+        )
+
+
+# --- Dashboard Services ----------------------------------------------------------------
+
+
+def _keywords(args: ResourceValidationArgs) -> list[str]:
+    configured = args.get_config().get("keywords")
+    return [str(k).lower() for k in (configured or DASHBOARD_KEYWORDS)]
+
+
+def _dashboard_hit(texts: list[Any], keywords: list[str]) -> str | None:
+    for text in texts:
+        if isinstance(text, str) and any(k in text.lower() for k in keywords):
+            return text
+    return None
+
+
+def _validate_dashboard_service(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    keywords = _keywords(args)
+    if args.resource_type == SERVICE:
+        props = args.props
+        service_type = _get(props, "spec", "type")
+        if service_type not in EXPOSED_SERVICE_TYPES:
+            return
+        hit = _dashboard_hit(
+            [
+                _get(props, "metadata", "namespace"),
+                _get(props, "metadata", "name"),
+                _get(props, "metadata", "labels", "app.kubernetes.io/name"),
+                args.name,
+            ],
+            keywords,
+        )
+        if hit is not None:
+            report(
+                f"Service {args.name} ({hit!r}) is of type {service_type}: a dashboard stays ClusterIP "
+                f"and is reached through kubectl proxy or port-forward",
+                None,
+            )
+    elif args.resource_type == HELM_RELEASE:
+        props = args.props
+        hit = _dashboard_hit(
+            [props.get("chart"), props.get("name"), props.get("namespace"), args.name], keywords
+        )
+        if hit is None:
+            return
+        values = props.get("values")
+        for path in (("service", "type"), ("kong", "proxy", "type"), ("app", "service", "type")):
+            service_type = _get(values, *path)
+            if service_type in EXPOSED_SERVICE_TYPES:
+                report(
+                    f"Helm release {args.name} ({hit!r}) sets values.{'.'.join(path)}={service_type}: "
+                    f"a dashboard stays ClusterIP",
+                    None,
+                )
+
+
+# --- Kubernetes provider kubeconfig ----------------------------------------------------
+
+
+def _validate_kubeconfig_secret(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != K8S_PROVIDER:
+        return
+    raw = _raw_properties()
+    if raw is None:
+        report(
+            f"provider {args.name}: cannot see the wire properties to check the kubeconfig's "
+            f"secrecy (pulumi-policy internals changed?)",
+            None,
+        )
+        return
+    if "kubeconfig" not in raw:
+        return  # no kubeconfig input (ambient config): nothing stored in the state
+    wire = raw["kubeconfig"]
+    if _is_secret(wire):
+        return
+    if isinstance(wire, str) and wire in _UNKNOWNS:
+        report(
+            f"provider {args.name}: the kubeconfig is computed and not marked secret; wrap it in "
+            f"pulumi.Output.secret(...) so it is encrypted in the state",
+            None,
+        )
+        return
+    if isinstance(wire, str) and "\n" not in wire and "{" not in wire:
+        return  # a path to a kubeconfig file, not its contents
+    report(
+        f"provider {args.name}: the kubeconfig (cluster-admin credentials) is plain text and would be "
+        f"stored unencrypted in the state; pass pulumi.Output.secret(kubeconfig) "
+        f"(additional_secret_outputs does not cover the stored inputs)",
+        None,
+    )
+
+
+_UNKNOWNS = frozenset(
+    {
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
+        "030794c1-ac77-496b-92df-f27374a8bd58",
+        "e48ece36-62e2-4504-bad9-02848725956a",
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
+    }
+)
+
+
+# --- The pack --------------------------------------------------------------------------
+
+
+def _number_schema(description: str, minimum: float) -> dict[str, Any]:
+    return {"type": "number", "minimum": minimum, "default": minimum, "description": description}
+
+
+def _policy(
+    name: str,
+    description: str,
+    validate: Callable[[ResourceValidationArgs, ReportViolation], None],
+    level: EnforcementLevel,
+    config: dict[str, dict[str, Any]] | None = None,
+) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(
+        name=name,
+        description=description,
+        validate=validate,
+        enforcement_level=level,
+        config_schema=PolicyConfigSchema(properties=config) if config else None,
+    )
+
+
+_MIN = hardware.DEFAULT_MINIMUMS
+
+POLICIES = [
+    _policy(
+        "node-machine-type-minimums",
+        f"Nodes need at least {_MIN.vcpus:g} dedicated vCPUs and {_gb(_MIN.memory_mb):g} GB of memory "
+        f"(no shared-core machine types)",
+        _validate_machine_type,
+        EnforcementLevel.MANDATORY,
+        {
+            "minVcpus": _number_schema("Minimum vCPUs per node (can only be raised)", _MIN.vcpus),
+            "minMemoryGb": _number_schema("Minimum memory per node in GB (can only be raised)", _gb(_MIN.memory_mb)),
+        },
+    ),
+    _policy(
+        "node-boot-disk-minimum",
+        f"Nodes need a boot disk of at least {_MIN.disk_gb} GB",
+        _validate_boot_disk,
+        EnforcementLevel.MANDATORY,
+        {"minDiskGb": _number_schema("Minimum boot disk per node in GB (can only be raised)", _MIN.disk_gb)},
+    ),
+    _policy(
+        "node-memory-recommended",
+        f"Nodes should have at least {_gb(_MIN.recommended_memory_mb):g} GB of memory",
+        _validate_memory_recommendation,
+        EnforcementLevel.ADVISORY,
+        {
+            "recommendedMemoryGb": _number_schema(
+                "Recommended memory per node in GB (can only be raised)", _gb(_MIN.recommended_memory_mb)
+            )
+        },
+    ),
+    _policy(
+        "firewall-no-public-admin-ports",
+        "Firewall rules must not open SSH (22), the API server (6443) or the kubelet (10250) to the internet",
+        _validate_firewall,
+        EnforcementLevel.MANDATORY,
+        {
+            "forbiddenPorts": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "default": list(ADMIN_PORTS),
+                "description": "TCP ports never open to 0.0.0.0/0 or ::/0",
+            }
+        },
+    ),
+    _policy(
+        "dashboard-not-exposed",
+        "A dashboard (Kubernetes Dashboard, Headlamp) must not be published through a LoadBalancer or NodePort Service",
+        _validate_dashboard_service,
+        EnforcementLevel.MANDATORY,
+        {
+            "keywords": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": list(DASHBOARD_KEYWORDS),
+                "description": "Name/namespace/app.kubernetes.io/name fragments that mark a dashboard",
+            }
+        },
+    ),
+    _policy(
+        "kubeconfig-is-secret",
+        "The Kubernetes provider's kubeconfig must be a secret",
+        _validate_kubeconfig_secret,
+        EnforcementLevel.MANDATORY,
+    ),
+]
+
+
+def main() -> None:
+    _capture_raw_requests()
+    PolicyPack(name=PACK_NAME, policies=list(POLICIES), enforcement_level=EnforcementLevel.MANDATORY)
+
+
+if __name__ == "__main__":
+    main()

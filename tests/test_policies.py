@@ -1,0 +1,450 @@
+"""The CrossGuard policy pack (policies/), through the real Analyzer gRPC protocol.
+
+The pack is started as the Pulumi engine starts it (``python -u -m pulumi.policy <engine>
+<pack dir>`` in the pack's directory, see tests/policy_client.py), prints its port, and is
+configured and queried with ``pulumi.runtime.proto.analyzer_pb2``. Properties go over the
+wire as the engine encodes them: camelCase names, secrets wrapped with the secret
+signature, unknown preview values as the UNKNOWN sentinels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import struct_pb2
+from pulumi.runtime.proto import analyzer_pb2
+from pulumi_policy.version import VERSION as PULUMI_POLICY_VERSION
+
+from components import hardware
+from tests.policy_client import (
+    UNKNOWN,
+    UNKNOWN_NUMBER,
+    PolicyPackProcess,
+    Violation,
+    analyze_resources,
+    secret,
+)
+
+INSTANCE = "gcp:compute/instance:Instance"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+FIREWALL = "gcp:compute/firewall:Firewall"
+SERVICE = "kubernetes:core/v1:Service"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+
+MACHINE = "node-machine-type-minimums"
+DISK = "node-boot-disk-minimum"
+MEMORY_ADVICE = "node-memory-recommended"
+FIREWALL_POLICY = "firewall-no-public-admin-ports"
+DASHBOARD = "dashboard-not-exposed"
+KUBECONFIG = "kubeconfig-is-secret"
+
+KUBECONFIG_TEXT = "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user: {client-key-data: S0VZCg==}\n"
+
+
+@pytest.fixture(scope="module")
+def pack() -> Iterator[PolicyPackProcess]:
+    process = PolicyPackProcess()
+    try:
+        process.configure_stack()
+        process.configure()
+        yield process
+    finally:
+        process.close()
+        assert not process.alive(), "the policy pack process is still running after close()"
+
+
+@pytest.fixture
+def default_config(pack: PolicyPackProcess) -> Iterator[PolicyPackProcess]:
+    """For tests that reconfigure the pack: the engine's default config is restored after."""
+    try:
+        yield pack
+    finally:
+        pack.configure()
+
+
+def urn(type_: str, name: str) -> str:
+    return f"urn:pulumi:test::kubeadm-cluster::{type_}::{name}"
+
+
+def resource(type_: str, name: str, props: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": type_, "name": name, "urn": urn(type_, name), "props": props, **extra}
+
+
+def instance(machine_type: Any, size: Any = 50, name: str = "node-0") -> dict[str, Any]:
+    boot: dict[str, Any] = {"initializeParams": {"image": "ubuntu-os-cloud/ubuntu-2404-lts-amd64"}}
+    if size is not None:
+        boot["initializeParams"]["size"] = size
+    return resource(INSTANCE, name, {"machineType": machine_type, "zone": "europe-west1-b", "bootDisk": boot})
+
+
+def template(machine_type: Any, size: Any = 50, name: str = "pool-template") -> dict[str, Any]:
+    disks = [
+        {"boot": True, "autoDelete": True, "diskSizeGb": size, "sourceImage": "ubuntu-os-cloud/ubuntu-2404-lts-amd64"},
+        {"boot": False, "diskSizeGb": 10, "type": "PERSISTENT"},
+    ]
+    return resource(TEMPLATE, name, {"machineType": machine_type, "disks": disks})
+
+
+def firewall(ranges: list[str] | None, allows: list[dict[str, Any]], **props: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"network": "kubeadm", "allows": allows, **props}
+    if ranges is not None:
+        body["sourceRanges"] = ranges
+    return resource(FIREWALL, "admin", body)
+
+
+def service(name: str, namespace: str, type_: str | None, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"ports": [{"port": 443, "targetPort": 8443}], "selector": {"k8s-app": name}}
+    if type_ is not None:
+        spec["type"] = type_
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = labels
+    return resource(SERVICE, f"{namespace}-{name}", {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec})
+
+
+def k8s_provider(kubeconfig: Any = None) -> dict[str, Any]:
+    props: dict[str, Any] = {"deleteUnreachable": "true"}
+    if kubeconfig is not None:
+        props["kubeconfig"] = kubeconfig
+    return resource(K8S_PROVIDER, "cluster-k8s", props)
+
+
+def of(violations: list[Violation], policy: str, level: str | None = None) -> list[Violation]:
+    return [v for v in violations if v.policy == policy and (level is None or v.level == level)]
+
+
+def listing(violations: list[Violation]) -> str:
+    return "\n".join(str(v) for v in violations) or "(none)"
+
+
+def assert_blocked(violations: list[Violation], policy: str, *fragments: str) -> None:
+    found = of(violations, policy, "mandatory")
+    assert found, f"expected a MANDATORY {policy} violation, got:\n{listing(violations)}"
+    text = "\n".join(v.message for v in found)
+    for fragment in fragments:
+        assert fragment in text, f"{policy} does not say {fragment!r}:\n{text}"
+
+
+def assert_no_mandatory(violations: list[Violation]) -> None:
+    blocking = [v for v in violations if v.mandatory]
+    assert not blocking, f"expected no MANDATORY violation, got:\n{listing(blocking)}"
+
+
+# --- The protocol ----------------------------------------------------------------------
+
+
+def test_pack_serves_analyzer_info_with_policies_levels_and_config_schema(pack: PolicyPackProcess) -> None:
+    info = pack.analyzer_info()
+    assert info.name == "kubeadm-cluster", info
+    assert info.supportsConfig, "the pack must accept config (thresholds for a prod stack)"
+    levels = {p.name: p.enforcementLevel for p in info.policies}
+    assert levels == {
+        MACHINE: analyzer_pb2.MANDATORY,
+        DISK: analyzer_pb2.MANDATORY,
+        MEMORY_ADVICE: analyzer_pb2.ADVISORY,
+        FIREWALL_POLICY: analyzer_pb2.MANDATORY,
+        DASHBOARD: analyzer_pb2.MANDATORY,
+        KUBECONFIG: analyzer_pb2.MANDATORY,
+    }, levels
+    assert pack.plugin_info().version == PULUMI_POLICY_VERSION
+
+
+def test_config_defaults_are_the_hardware_truth(pack: PolicyPackProcess) -> None:
+    """The pack's thresholds come from components/hardware.py, not from copied numbers."""
+    config = pack.engine_config()
+    minimums = hardware.DEFAULT_MINIMUMS
+    assert config[MACHINE]["minVcpus"] == minimums.vcpus, config[MACHINE]
+    assert config[MACHINE]["minMemoryGb"] * 1024 == minimums.memory_mb, config[MACHINE]
+    assert config[DISK]["minDiskGb"] == minimums.disk_gb, config[DISK]
+    assert config[MEMORY_ADVICE]["recommendedMemoryGb"] * 1024 == minimums.recommended_memory_mb
+    assert sorted(config[FIREWALL_POLICY]["forbiddenPorts"]) == [22, 6443, 10250]
+
+
+# --- Hardware --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("machine_type", "says"),
+    [
+        ("e2-micro", "shared-core"),
+        ("e2-small", "shared-core"),
+        ("e2-medium", "shared-core"),
+        ("n1-standard-1", "1 vCPU"),
+        ("n2-custom-1-2048", "1 vCPU"),
+        ("n2-custom-1-2048", "2 GB of memory"),
+        ("zones/us-central1-a/machineTypes/e2-small", "e2-small is a shared-core"),
+        ("projects/p/zones/z/machineTypes/n1-standard-1", "n1-standard-1 has 1 vCPU"),
+        (
+            "https://www.googleapis.com/compute/v1/projects/p/zones/europe-west1-b/machineTypes/e2-micro",
+            "e2-micro is a shared-core",
+        ),
+    ],
+)
+@pytest.mark.parametrize("kind", [instance, template])
+def test_under_spec_machine_types_are_blocked(pack: PolicyPackProcess, kind: Any, machine_type: str, says: str) -> None:
+    assert_blocked(pack.analyze(kind(machine_type)), MACHINE, says)
+
+
+def test_unknown_machine_type_is_blocked_with_a_clear_message(pack: PolicyPackProcess) -> None:
+    violations = pack.analyze(instance("x9-mega-4"))
+    assert_blocked(violations, MACHINE, "unknown machine type 'x9-mega-4'", "FAMILY-custom-CPUS-MB")
+
+
+def test_missing_machine_type_is_blocked(pack: PolicyPackProcess) -> None:
+    violations = pack.analyze(resource(INSTANCE, "bare", {"bootDisk": {"initializeParams": {"size": 50}}}))
+    assert_blocked(violations, MACHINE, "no machineType")
+
+
+@pytest.mark.parametrize("machine_type", ["e2-standard-2", "n2-custom-4-16384", "t2a-standard-2", "e2-highcpu-4"])
+@pytest.mark.parametrize("kind", [instance, template])
+def test_machines_meeting_the_minimums_pass(pack: PolicyPackProcess, kind: Any, machine_type: str) -> None:
+    assert_no_mandatory(pack.analyze(kind(machine_type, size=50)))
+
+
+@pytest.mark.parametrize("kind", [instance, template])
+def test_small_boot_disk_is_blocked(pack: PolicyPackProcess, kind: Any) -> None:
+    assert_blocked(pack.analyze(kind("e2-standard-2", size=20)), DISK, "boot disk of 20 GB", "at least 30 GB")
+
+
+def test_boot_disk_at_the_minimum_passes(pack: PolicyPackProcess) -> None:
+    assert not of(pack.analyze(instance("e2-standard-2", size=30)), DISK)
+
+
+def test_boot_disk_without_size_is_blocked(pack: PolicyPackProcess) -> None:
+    assert_blocked(pack.analyze(instance("e2-standard-2", size=None)), DISK, "no boot disk size")
+
+
+def test_template_boot_disk_is_the_one_marked_boot(pack: PolicyPackProcess) -> None:
+    disks = [
+        {"boot": False, "diskSizeGb": 10},
+        {"boot": True, "diskSizeGb": 40},
+    ]
+    assert not of(pack.analyze(resource(TEMPLATE, "t", {"machineType": "e2-standard-2", "disks": disks})), DISK)
+    disks[1]["diskSizeGb"] = 20
+    violations = pack.analyze(resource(TEMPLATE, "t", {"machineType": "e2-standard-2", "disks": disks}))
+    assert_blocked(violations, DISK, "20 GB")
+
+
+def test_recommended_memory_is_advisory_only(pack: PolicyPackProcess) -> None:
+    eight = pack.analyze(instance("e2-standard-2"))
+    assert not eight, f"e2-standard-2 (8 GB) should get nothing at all:\n{listing(eight)}"
+    four = pack.analyze(instance("e2-highcpu-4"))
+    advisories = of(four, MEMORY_ADVICE, "advisory")
+    assert advisories, f"e2-highcpu-4 (4 GB) should get the 8 GB advisory:\n{listing(four)}"
+    assert "8 GB is recommended" in advisories[0].message, advisories[0].message
+    assert_no_mandatory(four)
+
+
+def test_config_raises_the_minimums(default_config: PolicyPackProcess) -> None:
+    pack = default_config
+    sent = pack.configure({MACHINE: {"minVcpus": 4}})
+    assert sent[MACHINE]["enforcementLevel"] == "mandatory", sent
+    assert_blocked(pack.analyze(instance("e2-standard-2")), MACHINE, "at least 4")
+    assert_no_mandatory(pack.analyze(instance("n2-standard-4")))
+    pack.configure({DISK: {"minDiskGb": 100}, MEMORY_ADVICE: {"recommendedMemoryGb": 32}})
+    violations = pack.analyze(instance("n2-standard-4", size=50))
+    assert_blocked(violations, DISK, "at least 100 GB")
+    assert of(violations, MEMORY_ADVICE, "advisory"), listing(violations)
+
+
+def test_config_cannot_lower_the_minimums(default_config: PolicyPackProcess) -> None:
+    pack = default_config
+    with pytest.raises(ValueError, match="minVcpus"):
+        pack.engine_config({MACHINE: {"minVcpus": 1}})  # the engine validates against the schema
+    # Even when sent anyway (bypassing the schema), the pack keeps the hardware minimum.
+    request = analyzer_pb2.ConfigureAnalyzerRequest()
+    properties = struct_pb2.Struct()
+    properties.update({"minVcpus": 1, "minMemoryGb": 1})
+    request.policyConfig[MACHINE].CopyFrom(
+        analyzer_pb2.PolicyConfig(enforcementLevel=analyzer_pb2.MANDATORY, properties=properties)
+    )
+    pack.stub.Configure(request)
+    assert_blocked(pack.analyze(instance("n1-standard-1")), MACHINE, "at least 2")
+
+
+def test_enforcement_level_can_be_configured(default_config: PolicyPackProcess) -> None:
+    pack = default_config
+    pack.configure({MACHINE: "advisory"})
+    violations = pack.analyze(instance("e2-micro"))
+    assert of(violations, MACHINE, "advisory") and not of(violations, MACHINE, "mandatory"), listing(violations)
+
+
+# --- Unknown values (preview) ----------------------------------------------------------
+
+
+def test_unknown_machine_type_in_preview_is_no_mandatory_violation(pack: PolicyPackProcess) -> None:
+    for kind in (instance, template):
+        violations = pack.analyze(kind(UNKNOWN))
+        assert_no_mandatory(violations)
+        notes = of(violations, MACHINE, "advisory")
+        assert notes and "can't be known during preview" in notes[0].message, listing(violations)
+
+
+def test_unknown_disk_size_in_preview_is_no_mandatory_violation(pack: PolicyPackProcess) -> None:
+    assert_no_mandatory(pack.analyze(instance("e2-standard-2", size=UNKNOWN_NUMBER)))
+    assert_no_mandatory(pack.analyze(template("e2-standard-2", size=UNKNOWN_NUMBER)))
+
+
+def test_secret_machine_type_is_still_checked(pack: PolicyPackProcess) -> None:
+    assert_blocked(pack.analyze(instance(secret("e2-small"))), MACHINE, "e2-small")
+
+
+# --- Firewall --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ranges", "allows", "says"),
+    [
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["22"]}], "TCP 22"),
+        (["10.0.0.0/8", "0.0.0.0/0"], [{"protocol": "tcp", "ports": ["6443"]}], "TCP 6443"),
+        (["::/0"], [{"protocol": "tcp", "ports": ["10250"]}], "TCP 10250"),
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["20-30"]}], "TCP 22"),
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["6000-7000", "80"]}], "TCP 6443"),
+        (["0.0.0.0/0"], [{"protocol": "all"}], "TCP 22, 6443, 10250"),
+        (["0.0.0.0/0"], [{"protocol": "tcp"}], "TCP 22, 6443, 10250"),
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": []}], "TCP 22"),
+        (None, [{"protocol": "tcp", "ports": ["22"]}], "no source given"),
+    ],
+)
+def test_firewall_open_to_the_internet_on_admin_ports_is_blocked(
+    pack: PolicyPackProcess, ranges: list[str] | None, allows: list[dict[str, Any]], says: str
+) -> None:
+    assert_blocked(pack.analyze(firewall(ranges, allows)), FIREWALL_POLICY, says)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "allows", "props"),
+    [
+        (["203.0.113.0/24"], [{"protocol": "tcp", "ports": ["22", "6443"]}], {}),
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["80", "443"]}], {}),
+        (["0.0.0.0/0"], [{"protocol": "udp", "ports": ["22"]}], {}),
+        (["0.0.0.0/0"], [{"protocol": "icmp"}], {}),
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["22"]}], {"direction": "EGRESS"}),
+        (["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["22"]}], {"disabled": True}),
+        (None, [{"protocol": "all"}], {"sourceTags": ["kubeadm-node"]}),
+    ],
+)
+def test_firewall_restricted_or_harmless_passes(
+    pack: PolicyPackProcess, ranges: list[str] | None, allows: list[dict[str, Any]], props: dict[str, Any]
+) -> None:
+    violations = pack.analyze(firewall(ranges, allows, **props))
+    assert not of(violations, FIREWALL_POLICY), listing(violations)
+
+
+# --- Dashboard Services ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "svc",
+    [
+        service("kubernetes-dashboard", "kubernetes-dashboard", "NodePort"),
+        service("web", "kubernetes-dashboard", "LoadBalancer"),
+        service("headlamp", "tools", "NodePort"),
+        service("ui", "tools", "LoadBalancer", labels={"app.kubernetes.io/name": "headlamp"}),
+    ],
+)
+def test_exposed_dashboard_service_is_blocked(pack: PolicyPackProcess, svc: dict[str, Any]) -> None:
+    assert_blocked(pack.analyze(svc), DASHBOARD, svc["props"]["spec"]["type"])
+
+
+@pytest.mark.parametrize(
+    "svc",
+    [
+        service("kubernetes-dashboard", "kubernetes-dashboard", "ClusterIP"),
+        service("headlamp", "headlamp", None),  # ClusterIP by default
+        service("web", "shop", "LoadBalancer"),
+    ],
+)
+def test_cluster_ip_dashboard_or_other_service_passes(pack: PolicyPackProcess, svc: dict[str, Any]) -> None:
+    violations = pack.analyze(svc)
+    assert not of(violations, DASHBOARD), listing(violations)
+
+
+def test_helm_release_publishing_a_dashboard_is_blocked(pack: PolicyPackProcess) -> None:
+    def release(service_type: str) -> dict[str, Any]:
+        return resource(
+            RELEASE,
+            "headlamp",
+            {"chart": "headlamp", "namespace": "headlamp", "values": {"service": {"type": service_type, "port": 80}}},
+        )
+
+    assert_blocked(pack.analyze(release("NodePort")), DASHBOARD, "values.service.type=NodePort")
+    assert not of(pack.analyze(release("ClusterIP")), DASHBOARD)
+
+
+# --- Kubernetes provider kubeconfig ----------------------------------------------------
+
+
+def test_plain_kubeconfig_is_blocked(pack: PolicyPackProcess) -> None:
+    assert_blocked(pack.analyze(k8s_provider(KUBECONFIG_TEXT)), KUBECONFIG, "plain text")
+
+
+def test_plain_unknown_kubeconfig_is_blocked(pack: PolicyPackProcess) -> None:
+    """Secrecy is known in preview even when the value is not: a plain unknown stays plain."""
+    assert_blocked(pack.analyze(k8s_provider(UNKNOWN)), KUBECONFIG, "not marked secret")
+
+
+@pytest.mark.parametrize("kubeconfig", [secret(KUBECONFIG_TEXT), secret(UNKNOWN), None, "/home/ops/.kube/config"])
+def test_secret_or_absent_kubeconfig_passes(pack: PolicyPackProcess, kubeconfig: Any) -> None:
+    violations = pack.analyze(k8s_provider(kubeconfig))
+    assert not violations, listing(violations)
+
+
+def test_additional_secret_outputs_does_not_make_the_input_secret(pack: PolicyPackProcess) -> None:
+    provider = k8s_provider(KUBECONFIG_TEXT)
+    provider["additionalSecretOutputs"] = ["kubeconfig"]
+    assert_blocked(pack.analyze(provider), KUBECONFIG, "plain text")
+
+
+# --- The plan-check entry point --------------------------------------------------------
+
+
+def test_analyze_resources_runs_every_resource_through_a_fresh_pack() -> None:
+    provider = k8s_provider(secret(KUBECONFIG_TEXT))
+    svc = service("kubernetes-dashboard", "kubernetes-dashboard", "NodePort")
+    svc["provider"] = provider["urn"] + "::04da6b54-provider-id"
+    resources = [
+        instance("e2-standard-2", name="cp-0"),
+        instance("e2-small", name="worker-0"),
+        firewall(["203.0.113.7/32"], [{"protocol": "tcp", "ports": ["22", "6443"]}]),
+        provider,
+        svc,
+    ]
+    violations = analyze_resources(resources)
+    blocking = {(v.resource, v.policy) for v in violations if v.mandatory}
+    expected = {("kubernetes-dashboard-kubernetes-dashboard", DASHBOARD), ("worker-0", MACHINE)}
+    assert blocking == expected, listing(violations)
+    assert all(v.urn for v in violations if v.mandatory), listing(violations)
+    with pytest.raises(ValueError, match="unknown policy"):
+        analyze_resources(resources, {"no-such-policy": {"x": 1}})
+
+
+def test_analyze_stack_has_no_stack_policies(pack: PolicyPackProcess) -> None:
+    assert pack.analyze_stack([instance("e2-small"), k8s_provider(KUBECONFIG_TEXT)]) == []
+
+
+def test_pack_requirements_are_pinned_like_the_program_venv_it_shares() -> None:
+    """policies/PulumiPolicy.yaml runs the pack in ../venv: its pins must agree with the repo's."""
+    root = Path(__file__).resolve().parent.parent
+
+    def pins(path: Path) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, sep, version = line.partition("==")
+                assert sep, f"{path.name}: {line!r} is not pinned with =="
+                found[name.strip().lower()] = version.strip()
+        return found
+
+    pack = pins(root / "policies" / "requirements.txt")
+    assert pack.get("pulumi-policy") == "1.21.0", pack
+    repo = {**pins(root / "requirements.txt"), **pins(root / "requirements-dev.txt")}
+    differing = {name: (version, repo.get(name)) for name, version in pack.items() if repo.get(name) != version}
+    assert not differing, f"policies/requirements.txt vs requirements*.txt: {differing}"
+    pack_yaml = (root / "policies" / "PulumiPolicy.yaml").read_text()
+    assert "virtualenv: ../venv" in pack_yaml, pack_yaml

