@@ -98,7 +98,7 @@ def test_mirrors_reach_the_node_scripts_and_kubeadm() -> None:
 def test_no_mirror_anywhere_when_none_is_set() -> None:
     plan = _existing()
     for command in plan.of_type("command:remote:Command"):
-        stdin = command.input("stdin")
+        stdin = command.input("stdin") or command.input("delete") or ""
         assert "export REGISTRY_MIRRORS=''" in stdin or "REGISTRY_MIRRORS" not in stdin, command.name
         assert "example.cn" not in stdin
     prepare = [c for c in plan.of_type("command:remote:Command") if c.name.endswith("-prepare")][0]

@@ -1,7 +1,7 @@
 """The CrossGuard policy pack (policies/), through the real Analyzer gRPC protocol.
 
 The pack is started as the Pulumi engine starts it (``python -u -m pulumi.policy <engine>
-<pack dir>`` in the pack's directory, see tests/policy_client.py), prints its port, and is
+<pack dir>`` in the pack's directory, see tools/policy_client.py), prints its port, and is
 configured and queried with ``pulumi.runtime.proto.analyzer_pb2``. Properties go over the
 wire as the engine encodes them: camelCase names, secrets wrapped with the secret
 signature, unknown preview values as the UNKNOWN sentinels.
@@ -19,7 +19,7 @@ from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy.version import VERSION as PULUMI_POLICY_VERSION
 
 from components import hardware
-from tests.policy_client import (
+from tools.policy_client import (
     UNKNOWN,
     UNKNOWN_NUMBER,
     PolicyPackProcess,

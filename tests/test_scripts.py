@@ -609,6 +609,24 @@ def test_prepare_node_restarts_containerd_when_its_config_changes(node: Sandbox)
     assert not result.called("curl"), f"a config change downloaded again: {result.called('curl')}"
 
 
+def test_prepare_node_never_changes_the_version_of_a_joined_node(node: Sandbox) -> None:
+    env = _prepare_env()
+    assert node.run("prepare-node.sh", env).rc == 0
+    kubelet_conf = node.path("/etc/kubernetes/kubelet.conf")
+    kubelet_conf.parent.mkdir(parents=True, exist_ok=True)
+    kubelet_conf.write_text("joined\n")
+    newer = {**env, "K8S_VERSION": "1.36.9"}
+    result = node.run("prepare-node.sh", newer)
+    assert result.rc == 0, _explain(result)
+    installs = [c for c in result.called("apt-get") if "install" in c and "kube" in c]
+    assert installs == [], f"a joined node was upgraded behind the control plane's back: {installs}"
+    assert "not changing it to 1.36.9" in result.stderr, result.stderr
+    kubelet_conf.unlink()
+    fresh = node.run("prepare-node.sh", newer)
+    assert fresh.rc == 0 and [c for c in fresh.called("apt-get") if "kubeadm=1.36.9-*" in c], (
+        "a node not yet in a cluster must get the configured version")
+
+
 def test_prepare_node_refuses_a_tarball_with_a_wrong_checksum(node: Sandbox) -> None:
     tarball = node.fixtures / f"containerd-{versions.CONTAINERD_VERSION}-linux-{ARCH}.tar.gz"
     tarball.write_bytes(tarball.read_bytes() + b"tampered")

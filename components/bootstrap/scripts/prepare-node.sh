@@ -338,6 +338,17 @@ EOF
 
   local -a install=()
   local package version
+  # A node that is already in a cluster keeps its Kubernetes version: changing kubelet or
+  # kubeadm behind the control plane's back breaks the version-skew policy. Upgrades are
+  # `kubeadm upgrade`'s job, control plane first, one node at a time.
+  if [[ -f $KC_ROOT/etc/kubernetes/kubelet.conf ]]; then
+    version=$(kc_pkg_version kubeadm)
+    if [[ -n $version && $version != "$K8S_VERSION"-* ]]; then
+      kc_warn "node $NODE_NAME is in a cluster at kubeadm $version: not changing it to $K8S_VERSION" \
+        "(upgrade with kubeadm upgrade, control plane first)"
+      return 0
+    fi
+  fi
   for package in "${KC_K8S_PACKAGES[@]}"; do
     version=$(kc_pkg_version "$package")
     if [[ $version != "$K8S_VERSION"-* ]]; then

@@ -2,7 +2,7 @@
 
 The one function other code needs (the offline plan check)::
 
-    from tests.policy_client import analyze_resources
+    from tools.policy_client import analyze_resources
 
     violations = analyze_resources(resources, config=None, dry_run=True)
     blocking = [v for v in violations if v.mandatory]

@@ -1,0 +1,39 @@
+"""The offline plan check: committed stacks through the mock engine and the real policy pack."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from tools import plan_check
+from tools.mock_engine import iter_stack_files, run_program
+from tools.policy_client import analyze_resources
+from tests.conftest import stack_config
+
+
+def test_every_committed_stack_passes_with_zero_mandatory_violations(capsys) -> None:
+    stacks = list(iter_stack_files())
+    assert [name for name, _ in stacks] == ["dev"], stacks
+    assert plan_check.main([]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "== stack dev:" in out and "0 mandatory" in out and "plan check: passed" in out, out
+
+
+def test_the_programs_own_resources_would_be_blocked_if_under_spec() -> None:
+    """The chain can fail: the program's instance with a shared-core type is MANDATORY-blocked."""
+    plan = run_program(stack_config())
+    resources = plan_check._resources(plan)
+    tampered = copy.deepcopy(resources)
+    instance = next(r for r in tampered if r["type"] == "gcp:compute/instance:Instance")
+    instance["props"]["machineType"] = "e2-small"
+    violations = analyze_resources(tampered)
+    blocking = [v for v in violations if v.mandatory]
+    assert blocking and blocking[0].policy == "node-machine-type-minimums", violations
+
+
+def test_an_invalid_stack_file_fails_the_check(tmp_path: Path) -> None:
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config:\n  gcp:project: p\n  gcp:zone: europe-west1-b\n  kubeadm-cluster:adminCidrs: [203.0.113.7/32]\n"
+                   "  kubeadm-cluster:cni: cilium\n")
+    passed, report = plan_check.check_stack("bad", bad)
+    assert not passed and "kubeadm-cluster:cni" in report, report

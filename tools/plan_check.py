@@ -1,0 +1,116 @@
+"""Offline plan check: every committed stack, under the mock engine, through the policy pack.
+
+    python -m tools.plan_check                 # every Pulumi.<stack>.yaml
+    python -m tools.plan_check dev             # one stack
+    python -m tools.plan_check --policy-config prod-policy.json dev
+
+No cloud credentials and no Pulumi CLI: the real program runs under Pulumi's mocks
+(``tools.mock_engine``), every resource it registers is sent to the CrossGuard pack in
+``policies/`` over the Analyzer gRPC protocol the engine uses (``tools.policy_client``),
+and a readable plan summary is printed. Exits 1 when a stack's config is invalid or any
+mandatory policy is violated; advisories are printed and do not fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tools.mock_engine import Plan, config_from_stack_file, iter_stack_files, run_program, stack_file
+from tools.policy_client import Violation, analyze_resources
+
+#: Stack config keys that Pulumi keeps encrypted; a committed stack file holds them as ciphertext.
+SECRET_PLACEHOLDER = "<secret>"
+
+
+def _resources(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": r.type,
+            "name": r.name,
+            "urn": r.urn,
+            "props": r.raw_inputs,
+            "parent": r.parent,
+            "dependencies": r.dependencies,
+            "additionalSecretOutputs": r.additional_secret_outputs,
+            **({"provider": r.provider} if r.provider else {}),
+        }
+        for r in plan.resources
+        if r.custom
+    ]
+
+
+def _stack_config(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The stack file's config; encrypted values (``{secure: ...}``) become placeholders."""
+    config = config_from_stack_file(path)
+    secrets = []
+    for key, value in list(config.items()):
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SECRET_PLACEHOLDER
+            secrets.append(key if ":" in key else f"kubeadm-cluster:{key}")
+    return config, secrets
+
+
+def summarize(stack: str, plan: Plan, violations: list[Violation]) -> str:
+    lines = [f"== stack {stack}: {len(plan.resources)} resources =="]
+    counts = Counter(r.type for r in plan.resources)
+    for type_, count in sorted(counts.items()):
+        lines.append(f"  {count:4d}  {type_}")
+    nodes = plan.outputs.get("nodes") or {}
+    if nodes:
+        lines.append("  nodes:")
+        for name, info in nodes.items():
+            lines.append(f"    {name:<28} {info.get('role', ''):<14} pool={info.get('pool', '')}")
+    if plan.secret_outputs:
+        lines.append(f"  secret outputs: {', '.join(sorted(plan.secret_outputs))}")
+    for warning in plan.warnings:
+        lines.append(f"  warning: {warning}")
+    mandatory = [v for v in violations if v.mandatory]
+    advisory = [v for v in violations if not v.mandatory]
+    for v in mandatory:
+        lines.append(f"  MANDATORY {v.policy} on {v.resource or v.urn}: {v.message.strip()}")
+    for v in advisory:
+        lines.append(f"  advisory  {v.policy} on {v.resource or v.urn}: {v.message.strip()}")
+    verdict = "FAIL" if mandatory else "ok"
+    lines.append(f"  policy pack: {len(mandatory)} mandatory, {len(advisory)} advisory -> {verdict}")
+    return "\n".join(lines)
+
+
+def check_stack(stack: str, path: Path, policy_config: dict[str, Any] | None = None) -> tuple[bool, str]:
+    config, secret_keys = _stack_config(path)
+    plan = run_program(config, stack=stack, secret_keys=secret_keys)
+    if plan.error is not None:
+        return False, f"== stack {stack}: invalid ==\n{plan.error}"
+    violations = analyze_resources(_resources(plan), policy_config, dry_run=True)
+    return not any(v.mandatory for v in violations), summarize(stack, plan, violations)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan_check", description=__doc__.splitlines()[0])
+    parser.add_argument("stacks", nargs="*", help="stack names (default: every committed Pulumi.<stack>.yaml)")
+    parser.add_argument("--policy-config", type=Path, help="a policy-pack config JSON file (as --policy-pack-config)")
+    args = parser.parse_args(argv)
+    policy_config = json.loads(args.policy_config.read_text()) if args.policy_config else None
+    stacks = [(name, stack_file(name)) for name in args.stacks] if args.stacks else list(iter_stack_files())
+    if not stacks:
+        print("no Pulumi.<stack>.yaml found", file=sys.stderr)
+        return 1
+    ok = True
+    for name, path in stacks:
+        if not path.exists():
+            print(f"== stack {name}: no {path.name} ==", file=sys.stderr)
+            ok = False
+            continue
+        passed, report = check_stack(name, path, policy_config)
+        print(report)
+        ok = ok and passed
+    print("plan check:", "passed" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
