@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import subprocess
 import tarfile
 from collections.abc import Iterator, Mapping
@@ -275,7 +276,7 @@ def test_script_parses(script: Path) -> None:
 
 
 def _shellcheck() -> str:
-    candidates = [ROOT / ".venv" / "bin" / "shellcheck", Path(shutil.which("shellcheck") or "/nonexistent")]
+    candidates = [Path(sys.executable).parent / "shellcheck", ROOT / "venv" / "bin" / "shellcheck", Path(shutil.which("shellcheck") or "/nonexistent")]
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)

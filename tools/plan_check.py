@@ -90,7 +90,7 @@ def check_stack(stack: str, path: Path, policy_config: dict[str, Any] | None = N
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.plan_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.plan_check", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("stacks", nargs="*", help="stack names (default: every committed Pulumi.<stack>.yaml)")
     parser.add_argument("--policy-config", type=Path, help="a policy-pack config JSON file (as --policy-pack-config)")
     args = parser.parse_args(argv)
