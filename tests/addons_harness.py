@@ -1,6 +1,6 @@
 """Run the Addons component alone under Pulumi's mocks and record every registration.
 
-Each run gets its own Mocks and recording monitor (no cloud, no Pulumi CLI): the record
+Each run gets its own Mocks and recording monitor (those of ``tools.mock_engine``) (no cloud, no Pulumi CLI): the record
 holds each resource's type, name, parent, provider reference, explicit dependencies and
 inputs (camelCase wire names, secrets unwrapped), and the component's outputs.
 """
@@ -13,45 +13,16 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
 from pulumi.runtime.settings import set_root_resource
 from pulumi.runtime.stack import wait_for_rpcs
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from pulumi.runtime.sync_await import _sync_await
 
 from components.addons import Addons, AddonsArgs
 from components.config import ClusterConfig
 from components.nodes import NodeSpec, plan_nodes
+from tools.mock_engine import ClusterMocks, RecordingMonitor, Registered
 
 NODE_READY_TYPE = "test:index:NodeReady"
-
-
-@dataclass
-class Registered:
-    urn: str
-    type: str
-    name: str
-    custom: bool
-    parent: str
-    provider: str
-    dependencies: list[str]
-    inputs: dict[str, Any]
-
-    def get(self, path: str, default: Any = None) -> Any:
-        """An input by dotted path (``spec.template.spec.containers.0.env``)."""
-        value: Any = self.inputs
-        for part in path.split("."):
-            if isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            elif isinstance(value, dict) and part in value:
-                value = value[part]
-            else:
-                return default
-        return value
-
-    @property
-    def k8s_name(self) -> str:
-        return str(self.get("metadata.name", ""))
 
 
 @dataclass
@@ -97,49 +68,6 @@ class Run:
         return children + [d for c in children for d in self.descendants(c.urn)]
 
 
-class AddonsMocks(pulumi.runtime.Mocks):
-    """Every resource gets an id and echoes its inputs as its state; calls return nothing."""
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-        return _unwrap(value.get("value"))
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
-
-
-class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        super().__init__(mocks)
-        self.registered: list[Registered] = []
-
-    def RegisterResource(self, request: Any) -> Any:
-        if request.type != "pulumi:pulumi:Stack":
-            _ensure_event_loop()
-            self.registered.append(
-                Registered(
-                    urn=self.make_urn(request.parent, request.type, request.name),
-                    type=request.type,
-                    name=request.name,
-                    custom=bool(request.custom),
-                    parent=request.parent,
-                    provider=request.provider,
-                    dependencies=list(request.dependencies),
-                    inputs=_unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True)),
-                )
-            )
-        return super().RegisterResource(request)
-
-
 class _NodeReady(pulumi.CustomResource):
     """Stands in for a node's kubeadm init/join command."""
 
@@ -151,7 +79,7 @@ def run_addons(config_values: dict[str, Any], stack: str = "dev", preview: bool 
     """Build Addons for a stack config (camelCase keys, as in Pulumi.<stack>.yaml)."""
     config = ClusterConfig.model_validate({"adminCidrs": ["203.0.113.7/32"], **config_values})
     nodes = plan_nodes(config, stack)
-    mocks = AddonsMocks()
+    mocks = ClusterMocks()
     monitor = RecordingMonitor(mocks)
     set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project="kubeadm-cluster", stack=stack, preview=preview, monitor=monitor)

@@ -64,6 +64,13 @@ class Registered:
                 return default
         return value
 
+    get = input
+
+    @property
+    def k8s_name(self) -> str:
+        """``metadata.name`` of a Kubernetes object ("" for other resources)."""
+        return str(self.input("metadata.name", ""))
+
 
 @dataclass
 class Plan:
