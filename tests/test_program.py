@@ -255,3 +255,30 @@ def test_removing_a_worker_drains_it_before_its_vm_is_deleted() -> None:
         assert "--ignore-not-found" in delete, "removal must tolerate a node that is already gone"
         assert membership.input("connection")["host"] == commands["dev-cp-0-init"].input("connection")["host"]
         assert commands[f"{instance.name}-join"].input("delete") is None, "a VM is deleted, not reset"
+
+
+def test_a_second_run_with_the_same_config_changes_nothing() -> None:
+    first = run_program(STACKS["pools"], stack="dev")
+    second = run_program(STACKS["pools"], stack="dev")
+    assert first.error is None and second.error is None
+    a, b = {r.urn: r.inputs for r in first.resources}, {r.urn: r.inputs for r in second.resources}
+    assert set(a) == set(b), "the same config registered different resources"
+    differing = sorted(urn.rsplit("::", 1)[-1] for urn in a if a[urn] != b[urn])
+    assert differing == [], f"inputs are not deterministic (every up would update them): {differing}"
+
+
+def test_removing_a_pool_removes_only_its_nodes_and_drains_them() -> None:
+    both = run_program(stack_config(workerPools=[{"name": "general", "count": 2, "storageDiskSizeGb": 50},
+                                                 {"name": "batch", "count": 2}]))
+    one = run_program(stack_config(workerPools=[{"name": "general", "count": 2, "storageDiskSizeGb": 50}]))
+    assert both.error is None and one.error is None
+    before, after = both.by_urn(), one.by_urn()
+    removed = sorted(before[u].name for u in set(before) - set(after))
+    expected = sorted(f"dev-batch-{i}{suffix}" for i in range(2)
+                      for suffix in ("", "-prepare", "-join-token", "-join", "-membership"))
+    expected += ["dev-nodes-dev-batch-0", "dev-nodes-dev-batch-1"]
+    assert removed == sorted(expected), removed
+    assert set(after) <= set(before), "removing a pool created resources"
+    for i in range(2):
+        membership = before[next(u for u in before if before[u].name == f"dev-batch-{i}-membership")]
+        assert "kubectl drain" in membership.input("delete")
