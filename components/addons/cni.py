@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.addons.common import MANAGED_BY, TOLERATE_EVERYTHING
+from components.addons.common import MANAGED_BY, TOLERATE_EVERYTHING, chart_release
 from components.config import ClusterConfig
 
 WEAVE_NAME = "weave-net"
@@ -211,14 +211,13 @@ class Cni(pulumi.ComponentResource):
             ),
             opts=opts,
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = chart_release(
             f"{name}-flannel",
-            name="flannel",
+            config,
+            release="flannel",
             chart="flannel",
             version=versions.FLANNEL_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(
-                repo=config.mirrors.helm_repository(versions.FLANNEL_CHART_REPO)
-            ),
+            repo=versions.FLANNEL_CHART_REPO,
             namespace=FLANNEL_NAMESPACE,
             values={
                 "podCidr": config.network.pod_cidr,
@@ -230,14 +229,13 @@ class Cni(pulumi.ComponentResource):
 
     # --- Calico (Tigera operator) ----------------------------------------------------------
     def _calico(self, name: str, config: ClusterConfig, opts: pulumi.ResourceOptions) -> None:
-        self.release = k8s.helm.v3.Release(
+        self.release = chart_release(
             f"{name}-calico",
-            name="calico",
+            config,
+            release="calico",
             chart="tigera-operator",
             version=versions.CALICO_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(
-                repo=config.mirrors.helm_repository(versions.CALICO_CHART_REPO)
-            ),
+            repo=versions.CALICO_CHART_REPO,
             namespace=CALICO_NAMESPACE,
             create_namespace=True,
             values={

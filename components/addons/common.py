@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import ClusterConfig, Taint
@@ -57,3 +58,36 @@ def tolerations(taints: Iterable[Taint]) -> list[k8s.core.v1.TolerationArgs]:
 
 #: Tolerates every taint (any key, any effect): for node agents that must run everywhere.
 TOLERATE_EVERYTHING = [k8s.core.v1.TolerationArgs(operator="Exists")]
+
+
+def chart_release(
+    resource_name: str,
+    config: ClusterConfig,
+    *,
+    release: str,
+    chart: str,
+    version: str,
+    repo: str,
+    namespace: str,
+    values: dict[str, Any],
+    opts: pulumi.ResourceOptions,
+    create_namespace: bool = False,
+    timeout: int | None = None,
+) -> k8s.helm.v3.Release:
+    """A pinned ``helm.v3.Release`` fetched from ``repo`` or from its configured mirror.
+
+    helm.v3.Release (not helm.v4.Chart) because it previews against a cluster whose
+    kubeconfig is not known yet (pulumi-kubernetes issue 3027).
+    """
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release,
+        chart=chart,
+        version=version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=config.mirrors.helm_repository(repo)),
+        namespace=namespace,
+        create_namespace=create_namespace or None,
+        values=values,
+        timeout=timeout,
+        opts=opts,
+    )

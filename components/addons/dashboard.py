@@ -30,7 +30,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.addons.common import CONTROL_PLANE_TAINT, MANAGED_BY, tolerations
+from components.addons.common import CONTROL_PLANE_TAINT, MANAGED_BY, chart_release, tolerations
 from components.config import ClusterConfig
 
 DASHBOARD_NAMESPACE = "kubernetes-dashboard"
@@ -332,14 +332,13 @@ class Dashboard(pulumi.ComponentResource):
 
     # --- Headlamp -----------------------------------------------------------------------------
     def _headlamp(self, name: str, config: ClusterConfig, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        release = k8s.helm.v3.Release(
+        release = chart_release(
             f"{name}-headlamp",
-            name=HEADLAMP_NAME,
+            config,
+            release=HEADLAMP_NAME,
             chart="headlamp",
             version=versions.HEADLAMP_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(
-                repo=config.mirrors.helm_repository(versions.HEADLAMP_CHART_REPO)
-            ),
+            repo=versions.HEADLAMP_CHART_REPO,
             namespace=HEADLAMP_NAMESPACE,
             create_namespace=True,
             values={

@@ -30,7 +30,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.addons.common import CONTROL_PLANE_TAINT, MANAGED_BY, pool_taints, toleration_values
+from components.addons.common import CONTROL_PLANE_TAINT, MANAGED_BY, chart_release, pool_taints, toleration_values
 from components.config import ClusterConfig, Taint
 from components.nodes import NodeSpec
 
@@ -165,12 +165,13 @@ class RookCeph(pulumi.ComponentResource):
         super().__init__("kubeadm-cluster:index:RookCeph", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         storage_nodes = sum(1 for n in nodes if n.storage_device)
-        self.operator = k8s.helm.v3.Release(
+        self.operator = chart_release(
             f"{name}-operator",
-            name="rook-ceph",
+            config,
+            release="rook-ceph",
             chart="rook-ceph",
             version=versions.ROOK_CHART_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=config.mirrors.helm_repository(versions.ROOK_CHART_REPO)),
+            repo=versions.ROOK_CHART_REPO,
             namespace=NAMESPACE,
             create_namespace=True,
             values=operator_values(config, nodes),

@@ -169,10 +169,8 @@ class KubeadmCluster(pulumi.ComponentResource):
             secret_stdout=True,
         )
         self.join_command = pulumi.Output.secret(
-            pulumi.Output.all(exported_token.stdout, endpoints.internal).apply(
-                lambda values: kubeadm_config.join_command(
-                    values[1], parse_token(values[0])["token"], parse_token(values[0])["caCertHash"]
-                )
+            pulumi.Output.all(exported_token.stdout.apply(parse_token), endpoints.internal).apply(
+                lambda values: kubeadm_config.join_command(values[1], values[0]["token"], values[0]["caCertHash"])
             )
         )
 
@@ -190,13 +188,13 @@ class KubeadmCluster(pulumi.ComponentResource):
                 secret_stdout=True,
             )
             join_config = pulumi.Output.secret(
-                pulumi.Output.all(token.stdout, machine.internal_ip, endpoints.internal).apply(
+                pulumi.Output.all(token.stdout.apply(parse_token), machine.internal_ip, endpoints.internal).apply(
                     lambda values, node=machine.node: kubeadm_config.join_configuration(
                         node,
                         node_ip=values[1],
                         internal_endpoint=values[2],
-                        token=parse_token(values[0])["token"],
-                        ca_cert_hash=parse_token(values[0])["caCertHash"],
+                        token=values[0]["token"],
+                        ca_cert_hash=values[0]["caCertHash"],
                     )
                 )
             )
