@@ -245,6 +245,30 @@ class RookConfig(_Model):
     enabled: bool = True
 
 
+class UpgradeConfig(_Model):
+    """How a ``kubernetesVersion`` change rolls through the workers (control planes: one at a time)."""
+
+    #: Workers drained and upgraded at the same time.
+    worker_batch_size: int = 1
+    #: Bound of each ``kubectl drain`` (a Go duration); a drain that runs out is a warning.
+    drain_timeout: str = "5m"
+
+    @field_validator("worker_batch_size")
+    @classmethod
+    def _batch(cls, value: int) -> int:
+        if not 1 <= value <= 20:
+            raise ValueError(f"workerBatchSize {value} is out of range: 1 to 20 workers at a time")
+        return value
+
+    @field_validator("drain_timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        seconds = _seconds(value)
+        if seconds is None or not 30 <= seconds <= 3600:
+            raise ValueError(f"drainTimeout {value!r} must be a duration like 5m or 300s, from 30s to 1h")
+        return value
+
+
 def _default_controller_manager_args() -> dict[str, str]:
     return {"horizontal-pod-autoscaler-sync-period": "10s"}
 
@@ -334,6 +358,15 @@ class MirrorsConfig(_Model):
         return self.helm_repositories.get(upstream.rstrip("/"), self.helm_repositories.get(upstream, upstream))
 
 
+def _check_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not _DNS_SUBDOMAIN.match(value.lower()) or len(value) > 253:
+            raise ValueError(f"address {value!r} is neither an IP address nor a host name") from None
+    return value
+
+
 class ExistingHost(_Model):
     address: str
     user: str = "ubuntu"
@@ -344,12 +377,7 @@ class ExistingHost(_Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            if not _DNS_SUBDOMAIN.match(value.lower()) or len(value) > 253:
-                raise ValueError(f"address {value!r} is neither an IP address nor a host name") from None
-        return value
+        return _check_address(value)
 
     @field_validator("port")
     @classmethod
@@ -374,6 +402,14 @@ class ExistingHostsConfig(_Model):
     control_plane: list[ExistingHost]
     workers: list[ExistingWorker] = Field(default_factory=list)
     bastion: ExistingHost | None = None
+    #: Address (IP or DNS name) of your TCP load balancer in front of port 6443 of every
+    #: control-plane host: the cluster's API endpoint. Required with more than one control plane.
+    api_load_balancer: str = ""
+
+    @field_validator("api_load_balancer")
+    @classmethod
+    def _load_balancer(cls, value: str) -> str:
+        return _check_address(value) if value else value
 
     @model_validator(mode="after")
     def _hosts(self) -> "ExistingHostsConfig":
@@ -381,6 +417,11 @@ class ExistingHostsConfig(_Model):
         if count < 1 or count % 2 == 0:
             raise ValueError(
                 f"existingHosts.controlPlane has {count} hosts: use 1, 3 or 5 (an odd number keeps etcd quorum)"
+            )
+        if count > 1 and not self.api_load_balancer:
+            raise ValueError(
+                f"existingHosts.controlPlane has {count} hosts: set existingHosts.apiLoadBalancer to the address "
+                "of a TCP load balancer that forwards port 6443 to each of them (the HA API endpoint)"
             )
         seen: set[str] = set()
         for host in [*self.control_plane, *self.workers]:
@@ -407,6 +448,7 @@ class ClusterConfig(_Model):
     kubeadm: KubeadmConfig = Field(default_factory=KubeadmConfig)
     image_repository: str = versions.UPSTREAM_IMAGE_REPOSITORY
     mirrors: MirrorsConfig = Field(default_factory=MirrorsConfig)
+    upgrade: UpgradeConfig = Field(default_factory=UpgradeConfig)
     existing_hosts: ExistingHostsConfig | None = None
 
     @field_validator("kubernetes_version")
@@ -467,6 +509,18 @@ class ClusterConfig(_Model):
         """``"v1.36"`` for ``1.36.4``: names the pkgs.k8s.io repository."""
         major, minor, _ = self.kubernetes_version.split(".")
         return f"v{major}.{minor}"
+
+    @property
+    def control_plane_count(self) -> int:
+        """How many control planes the stack has (GCP: controlPlane.count; existing: its hosts)."""
+        if self.provider == "existing" and self.existing_hosts is not None:
+            return len(self.existing_hosts.control_plane)
+        return self.control_plane.count
+
+    @property
+    def highly_available(self) -> bool:
+        """More than one control plane: a load-balanced API endpoint and stacked etcd."""
+        return self.control_plane_count > 1
 
     @property
     def storage_node_count(self) -> int:
@@ -653,14 +707,5 @@ def load_settings(stack: str) -> StackSettings:
         raise ConfigError(
             "invalid stack configuration:\n  kubeadm-cluster:sshPrivateKey: is required with provider "
             "'existing' (pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519)"
-        )
-    control_planes = (
-        len(cluster.existing_hosts.control_plane) if cluster.existing_hosts is not None else cluster.control_plane.count
-    )
-    if control_planes > 1:
-        where = "existingHosts.controlPlane" if cluster.existing_hosts is not None else "controlPlane.count"
-        raise ConfigError(
-            f"invalid stack configuration:\n  kubeadm-cluster:{where}: {control_planes} control planes need the "
-            "load-balanced API endpoint of the HA control plane, which this version does not build yet; use 1"
         )
     return StackSettings(cluster=cluster, gcp=gcp, stack=stack, warnings=cluster.warnings())

@@ -146,7 +146,9 @@ def test_every_node_is_prepared_with_the_pinned_versions_and_hardware_truth() ->
         # Prep starts as soon as the VM exists: it waits for its own VM and nothing remote.
         assert _depends_on(plan, prepare, instance), f"{prepare.name} must wait for its VM"
         remote_deps = [u for u in plan.ancestors_depend(prepare) if u.split("::")[-2].endswith(COMMAND)]
-        assert remote_deps == [], f"{prepare.name} waits for other commands: {remote_deps}"
+        # ... and the version check, which runs nothing when created (only on a version change).
+        assert [u.rsplit("::", 1)[-1] for u in remote_deps] == ["dev-cp-0-version-check"], remote_deps
+        assert plan.by_urn()[remote_deps[0]].input("create") is None
 
 
 def test_init_config_is_generated_from_the_stack() -> None:
@@ -202,7 +204,11 @@ def test_outputs() -> None:
     public = plan.named("dev-api-public").outputs["address"]
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{public}:6443"
     assert plan.outputs["controlPlaneEndpoint"] == f"https://{public}:6443"
-    assert plan.outputs["joinCommand"].startswith("kubeadm join ") and "--discovery-token-ca-cert-hash sha256:" in plan.outputs["joinCommand"]
+    join = plan.outputs["joinCommand"]
+    internal = plan.named("dev-api-internal").outputs["address"]
+    # The endpoint is a name: a machine joined by hand gets its hosts entry first.
+    assert join.startswith(f"echo '{internal} api.dev.internal' | sudo tee -a /etc/hosts"), join
+    assert f"sudo kubeadm join {internal}:6443 --token " in join and "--discovery-token-ca-cert-hash sha256:" in join
     nodes = plan.outputs["nodes"]
     assert set(nodes) == {"dev-cp-0", "dev-general-0", "dev-general-1", "dev-batch-0", "dev-batch-1", "dev-batch-2"}
     assert nodes["dev-batch-1"]["pool"] == "batch" and nodes["dev-batch-1"]["role"] == "worker"
@@ -231,6 +237,7 @@ def test_adding_a_worker_adds_only_its_own_steps() -> None:
     added = sorted(after[u].name for u in set(after) - set(before))
     assert added == sorted(["dev-general-2", "dev-general-2-storage", "dev-general-2-prepare",
                             "dev-general-2-join-token", "dev-general-2-join", "dev-general-2-membership",
+                            "dev-general-2-upgrade-drain", "dev-general-2-upgrade", "dev-general-2-upgrade-uncordon",
                             "dev-nodes-dev-general-2"]), added
     assert set(before) <= set(after), "a resource disappeared when a worker was added"
     changed = sorted(before[u].name for u in before if before[u].inputs != after[u].inputs)
@@ -275,7 +282,8 @@ def test_removing_a_pool_removes_only_its_nodes_and_drains_them() -> None:
     before, after = both.by_urn(), one.by_urn()
     removed = sorted(before[u].name for u in set(before) - set(after))
     expected = sorted(f"dev-batch-{i}{suffix}" for i in range(2)
-                      for suffix in ("", "-prepare", "-join-token", "-join", "-membership"))
+                      for suffix in ("", "-prepare", "-join-token", "-join", "-membership",
+                                     "-upgrade-drain", "-upgrade", "-upgrade-uncordon"))
     expected += ["dev-nodes-dev-batch-0", "dev-nodes-dev-batch-1"]
     assert removed == sorted(expected), removed
     assert set(after) <= set(before), "removing a pool created resources"

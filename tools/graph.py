@@ -14,9 +14,12 @@ def command_chain(plan: Plan) -> list[str]:
 
     Every remote step is an SSH session that must finish before its dependants start, so
     this is the number of sequential remote round-trips from an empty stack to the end.
+    A command without a ``create`` command (it runs only on update or delete) opens no
+    session when it is created: it is not counted, but what waits for it waits for its
+    own ancestors.
     """
     index = plan.by_urn()
-    commands = {r.urn: r for r in plan.resources if r.type == REMOTE}
+    commands = {r.urn: r for r in plan.resources if r.type == REMOTE and r.inputs.get("create")}
 
     def direct(resource: Registered) -> set[str]:
         deps = set(resource.dependencies)

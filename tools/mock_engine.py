@@ -9,6 +9,7 @@ the engine does and the stock mock monitor does not: outputs named in
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -161,6 +162,11 @@ class ClusterMocks(pulumi.runtime.Mocks):
         elif typ == "tls:index/privateKey:PrivateKey":
             state["privateKeyOpenssh"] = "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE\n-----END OPENSSH PRIVATE KEY-----\n"
             state["publicKeyOpenssh"] = "ssh-ed25519 AAAAC3NzaFAKE"
+        elif typ == "random:index/randomBytes:RandomBytes":
+            # Deterministic stand-in for the provider's random bytes (hex and base64 of them).
+            raw = hashlib.sha256(name.encode()).digest()[: int(state.get("length", 32))]
+            state["hex"] = raw.hex()
+            state["base64"] = base64.b64encode(raw).decode()
         elif typ == "command:remote:Command":
             stdin = str(state.get("stdin", ""))
             if "kubeadm token create" in stdin:

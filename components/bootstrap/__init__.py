@@ -1,4 +1,4 @@
-"""Stage 3: bootstrap. Node prep, ``kubeadm init``, per-worker tokens and ``kubeadm join``.
+"""Stage 3: bootstrap. Node prep, ``kubeadm init``, joins, upgrades and leaving the cluster.
 
 Every step is a ``pulumi_command.remote.Command`` running one of the scripts in
 ``scripts/`` (see ``components.bootstrap.scripts``). The dependency graph is what makes
@@ -6,11 +6,24 @@ Every step is a ``pulumi_command.remote.Command`` running one of the scripts in
 
     node prepare (every node, in parallel, as soon as its machine exists)
     first control plane: prepare -> init -> kubeconfig / join-command
+    other control planes (HA), one at a time: token + fresh cert upload -> join -> next one
     each worker:         init -> its own token (on the control plane) -> join (on the worker,
-                         also after its own prepare)
+                         also after its own prepare), all workers in parallel
 
-so the longest chain is four remote steps whatever the number of workers, and adding a
-worker later runs only that worker's prepare, token and join.
+Day two, driven by config changes alone:
+
+* a node leaving the stack is drained and deleted (a control plane: its etcd member removed,
+  or refused when etcd would lose quorum) by a ``membership`` step on the first control plane,
+  before its machine goes;
+* a ``kubernetesVersion`` change runs the kubeadm upgrade: a version check on the first control
+  plane (no minor skipped, no downgrade), node prep switches the package repository, then
+  ``kubeadm upgrade apply`` on the first control plane, ``kubeadm upgrade node`` on the other
+  control planes one at a time, then the workers in batches of ``upgrade.workerBatchSize``
+  (drained from the first control plane, upgraded, uncordoned).
+
+The upgrade steps have no create command (they run only when their inputs change), so they
+cost nothing when a cluster is created and the longest chain of a new cluster stays four
+remote steps with one control plane, whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from typing import Any, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import yaml
 from pulumi_command import remote
 
@@ -68,6 +82,25 @@ def node_env(config: ClusterConfig, node_name: str) -> dict[str, str]:
     }
 
 
+def endpoint_env(endpoints: Endpoints, final_ip: pulumi.Input[str], bootstrap_ip: pulumi.Input[str] | None = None) -> dict[str, pulumi.Input[str]]:
+    """How a node resolves the API endpoint name (/etc/hosts): nothing when there is no name."""
+    if endpoints.name is None:
+        return {}
+    return {
+        "API_ENDPOINT_NAME": endpoints.name,
+        "API_ENDPOINT_IP": final_ip,
+        "API_ENDPOINT_BOOTSTRAP_IP": bootstrap_ip if bootstrap_ip is not None else final_ip,
+    }
+
+
+def manual_join_command(endpoint_name: str | None, endpoint_ip: str, token: str, ca_cert_hash: str) -> str:
+    """The exported ``joinCommand``: the hosts entry of the endpoint name (if any), then kubeadm join."""
+    join = kubeadm_config.join_command(endpoint_ip, token, ca_cert_hash)
+    if endpoint_name is None:
+        return join
+    return f"echo '{endpoint_ip} {endpoint_name}' | sudo tee -a /etc/hosts >/dev/null && sudo {join}"
+
+
 def public_kubeconfig(admin_conf: str, public_endpoint: str) -> str:
     """admin.conf with every cluster's server rewritten to the public endpoint."""
     document: dict[str, Any] = yaml.safe_load(admin_conf)
@@ -92,11 +125,16 @@ class KubeadmCluster(pulumi.ComponentResource):
     provider: k8s.Provider
     #: node name -> the command after which that Node object exists in the API.
     node_ready: dict[str, pulumi.Resource]
+    #: HA only: the key that encrypts the uploaded control-plane certificates (secret).
+    certificate_key: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: KubeadmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeadm-cluster:index:KubeadmCluster", name, None, opts)
         config, machines, endpoints = args["config"], args["machines"], args["endpoints"]
         first = next(m for m in machines.values() if m.node.is_first_control_plane)
+        control_planes = [m for m in machines.values() if m.node.is_control_plane and m is not first]
+        workers = [m for m in machines.values() if not m.node.is_control_plane]
+        drain_timeout = config.upgrade.drain_timeout
 
         def run(
             resource_name: str,
@@ -106,12 +144,16 @@ class KubeadmCluster(pulumi.ComponentResource):
             depends_on: list[pulumi.Resource],
             secret_stdout: bool = False,
             delete: str | None = None,
+            on_change_only: bool = False,
         ) -> remote.Command:
+            """One step on ``machine``. ``on_change_only``: nothing runs when the resource is
+            created; the step runs when its inputs change (the upgrade steps)."""
             extra = [machine.resource] if machine.resource is not None else []
             return remote.Command(
                 resource_name,
                 connection=machine.connection,
-                create=RUN_BUNDLE,
+                create=None if on_change_only else RUN_BUNDLE,
+                update=RUN_BUNDLE if on_change_only else None,
                 delete=delete,
                 stdin=bundle(step, env),
                 logging=remote.Logging.STDERR if secret_stdout else remote.Logging.STDOUT_AND_STDERR,
@@ -122,16 +164,67 @@ class KubeadmCluster(pulumi.ComponentResource):
                 ),
             )
 
-        # 1. Every node: preflight against the hardware truth, then container runtime + kubeadm.
+        def leave(resource_name: str, script: str, env: Mapping[str, str], join: pulumi.Resource) -> None:
+            """Runs ``script`` on the first control plane when the joined node leaves the stack
+            (count lowered, pool removed, destroy): before its machine is deleted, since this
+            depends on the join, which depends on the machine. Nothing runs on create."""
+            remote.Command(
+                resource_name,
+                connection=first.connection,
+                delete=f"sudo bash -c {shlex.quote(render_bundle(script, env))}",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
+            )
+
+        # 0. A kubernetesVersion change is checked against the running cluster first: no minor
+        #    skipped, no downgrade. Every node's prep (which switches the package repository)
+        #    waits for it.
+        version_check = run(
+            f"{first.node.name}-version-check",
+            first,
+            "check-version.sh",
+            {"K8S_VERSION": config.kubernetes_version},
+            [],
+            on_change_only=True,
+        )
+
+        # 1. Every node: preflight against the hardware truth, then container runtime + kubeadm,
+        #    and the API endpoint name in /etc/hosts (a joining control plane: the first one's).
+        def final_ip(machine: Machine) -> pulumi.Input[str]:
+            return machine.internal_ip if machine.node.is_control_plane else endpoints.internal
+
         prepared: dict[str, remote.Command] = {
             node_name: run(
-                f"{node_name}-prepare", machine, ["preflight.sh", "prepare-node.sh"], node_env(config, node_name), []
+                f"{node_name}-prepare",
+                machine,
+                ["preflight.sh", "prepare-node.sh"],
+                {
+                    **node_env(config, node_name),
+                    **endpoint_env(
+                        endpoints,
+                        final_ip(machine),
+                        first.internal_ip if machine.node.is_control_plane else None,
+                    ),
+                },
+                [version_check],
             )
             for node_name, machine in machines.items()
         }
 
-        # 2. The first control plane: kubeadm init from a generated v1beta4 config.
-        init_config = pulumi.Output.all(first.internal_ip, endpoints.internal, endpoints.public).apply(
+        # 2. The first control plane: kubeadm init from a generated v1beta4 config. HA: with
+        #    --upload-certs under a random certificate key (secret), for the joining peers.
+        self.certificate_key = None
+        certificate_env: dict[str, pulumi.Input[str]] = {}
+        if control_planes:
+            key = random.RandomBytes(
+                f"{name}-certificate-key",
+                length=32,
+                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["hex", "base64"]),
+            )
+            self.certificate_key = pulumi.Output.secret(key.hex)
+            certificate_env = {"CERTIFICATE_KEY": self.certificate_key}
+        init_config = pulumi.Output.all(
+            first.internal_ip, endpoints.internal, endpoints.public, self.certificate_key or ""
+        ).apply(
             lambda values: kubeadm_config.init_configuration(
                 config,
                 first.node,
@@ -139,13 +232,15 @@ class KubeadmCluster(pulumi.ComponentResource):
                 node_ip=values[0],
                 internal_endpoint=values[1],
                 public_endpoint=values[2],
+                endpoint_name=endpoints.name,
+                certificate_key=values[3] or None,
             )
         )
         init = run(
             f"{first.node.name}-init",
             first,
             "kubeadm-init.sh",
-            {"NODE_NAME": first.node.name, "KUBEADM_CONFIG": init_config},
+            {"NODE_NAME": first.node.name, "KUBEADM_CONFIG": init_config, **certificate_env},
             [prepared[first.node.name]],
         )
 
@@ -170,21 +265,100 @@ class KubeadmCluster(pulumi.ComponentResource):
         )
         self.join_command = pulumi.Output.secret(
             pulumi.Output.all(exported_token.stdout.apply(parse_token), endpoints.internal).apply(
-                lambda values: kubeadm_config.join_command(values[1], values[0]["token"], values[0]["caCertHash"])
+                lambda values: manual_join_command(
+                    endpoints.name, values[1], values[0]["token"], values[0]["caCertHash"]
+                )
             )
         )
 
-        # 5. Each worker: a token minted for it alone, then kubeadm join with the CA pinned.
+        def upgrade_env(machine: Machine, role: str) -> dict[str, pulumi.Input[str]]:
+            return {
+                "NODE_NAME": machine.node.name,
+                "K8S_VERSION": config.kubernetes_version,
+                "UPGRADE_ROLE": role,
+                "DRAIN_TIMEOUT": drain_timeout,
+            }
+
+        # 5. Control-plane upgrades, one at a time: `kubeadm upgrade apply` on the first ...
+        previous_upgrade = run(
+            f"{first.node.name}-upgrade",
+            first,
+            "upgrade-node.sh",
+            upgrade_env(first, "first-control-plane"),
+            [init, prepared[first.node.name]],
+            on_change_only=True,
+        )
         self.node_ready = {first.node.name: init}
-        for node_name, machine in machines.items():
-            if machine.node.is_control_plane:
-                continue
+
+        # 6. ... and the other control planes join one at a time (etcd grows by one member per
+        #    join): a token minted and the certificates re-uploaded (they expire after 2 hours)
+        #    right before each join; discovery goes straight to the first control plane.
+        previous_join: pulumi.Resource = init
+        for machine in control_planes:
+            node_name = machine.node.name
+            token = run(
+                f"{node_name}-join-token",
+                first,
+                "mint-token.sh",
+                {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL, **certificate_env},
+                [previous_join, previous_upgrade],
+                secret_stdout=True,
+            )
+            join_config = pulumi.Output.secret(
+                pulumi.Output.all(
+                    token.stdout.apply(parse_token), machine.internal_ip, first.internal_ip, self.certificate_key or ""
+                ).apply(
+                    lambda values, node=machine.node: kubeadm_config.join_configuration(
+                        node,
+                        node_ip=values[1],
+                        internal_endpoint=values[2],
+                        token=values[0]["token"],
+                        ca_cert_hash=values[0]["caCertHash"],
+                        certificate_key=values[3],
+                        taints=kubeadm_config.control_plane_taints(config),
+                    )
+                )
+            )
+            join = run(
+                f"{node_name}-join",
+                machine,
+                "kubeadm-join.sh",
+                {
+                    "NODE_NAME": node_name,
+                    "KUBEADM_CONFIG": join_config,
+                    "CONTROL_PLANE": "1",
+                    **endpoint_env(endpoints, machine.internal_ip),
+                },
+                [prepared[node_name], token],
+                delete=None if machine.resource is not None else RESET_ON_DELETE,
+            )
+            self.node_ready[node_name] = join
+            previous_join = join
+            previous_upgrade = run(
+                f"{node_name}-upgrade",
+                machine,
+                "upgrade-node.sh",
+                upgrade_env(machine, "control-plane"),
+                [previous_upgrade, prepared[node_name]],
+                on_change_only=True,
+            )
+            leave(
+                f"{node_name}-membership",
+                "remove-control-plane.sh",
+                {"NODE_NAME": node_name, "FIRST_NODE_NAME": first.node.name, "DRAIN_TIMEOUT": drain_timeout},
+                join,
+            )
+
+        # 7. Each worker: a token minted for it alone, then kubeadm join with the CA pinned. A new
+        #    worker joins after the control planes' upgrades (a kubelet never outruns the API).
+        for machine in workers:
+            node_name = machine.node.name
             token = run(
                 f"{node_name}-join-token",
                 first,
                 "mint-token.sh",
                 {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL},
-                [init],
+                [init, previous_upgrade],
                 secret_stdout=True,
             )
             join_config = pulumi.Output.secret(
@@ -202,21 +376,56 @@ class KubeadmCluster(pulumi.ComponentResource):
                 f"{node_name}-join",
                 machine,
                 "kubeadm-join.sh",
-                {"NODE_NAME": node_name, "KUBEADM_CONFIG": join_config},
+                {
+                    "NODE_NAME": node_name,
+                    "KUBEADM_CONFIG": join_config,
+                    **endpoint_env(endpoints, endpoints.internal),
+                },
                 [prepared[node_name], token],
                 # A server you own stays behind when it leaves the stack: reset it. A VM is deleted.
                 delete=None if machine.resource is not None else RESET_ON_DELETE,
             )
             self.node_ready[node_name] = join
-            # Leaving the cluster: when this node goes (count lowered, pool removed, destroy),
-            # the control plane drains it and deletes its Node *before* the machine is deleted
-            # (this resource depends on the join, which depends on the machine).
-            remote.Command(
+            leave(
                 f"{node_name}-membership",
-                connection=first.connection,
-                create="true",
-                delete=f"sudo bash -c {shlex.quote(render_bundle('remove-node.sh', {'NODE_NAME': node_name}))}",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
+                "remove-node.sh",
+                {"NODE_NAME": node_name, "DRAIN_TIMEOUT": drain_timeout},
+                join,
+            )
+
+        # 8. Worker upgrades after the control planes', upgrade.workerBatchSize at a time: drained
+        #    from the first control plane, upgraded on the worker, uncordoned from the first.
+        batch = config.upgrade.worker_batch_size
+        done: list[pulumi.Resource] = []
+        for index, machine in enumerate(workers):
+            node_name = machine.node.name
+            after = [previous_upgrade] + ([done[index - batch]] if index >= batch else [])
+            maintenance = {"NODE_NAME": node_name, "K8S_VERSION": config.kubernetes_version, "DRAIN_TIMEOUT": drain_timeout}
+            drain = run(
+                f"{node_name}-upgrade-drain",
+                first,
+                "upgrade-drain.sh",
+                {"ACTION": "drain", **maintenance},
+                after,
+                on_change_only=True,
+            )
+            upgrade = run(
+                f"{node_name}-upgrade",
+                machine,
+                "upgrade-node.sh",
+                upgrade_env(machine, "worker"),
+                [drain, prepared[node_name]],
+                on_change_only=True,
+            )
+            done.append(
+                run(
+                    f"{node_name}-upgrade-uncordon",
+                    first,
+                    "upgrade-drain.sh",
+                    {"ACTION": "uncordon", **maintenance},
+                    [upgrade],
+                    on_change_only=True,
+                )
             )
 
         self.control_plane_endpoint = endpoints.public.apply(

@@ -47,6 +47,11 @@ def _kubelet_configuration() -> dict[str, Any]:
     }
 
 
+def control_plane_taints(config: ClusterConfig) -> list[dict[str, str]]:
+    """What a control plane registers with: nothing when ``controlPlane.schedulable``."""
+    return [] if config.control_plane.schedulable else [dict(CONTROL_PLANE_TAINT)]
+
+
 def init_configuration(
     config: ClusterConfig,
     node: NodeSpec,
@@ -55,22 +60,31 @@ def init_configuration(
     node_ip: str,
     internal_endpoint: str,
     public_endpoint: str,
+    endpoint_name: str | None = None,
+    certificate_key: str | None = None,
 ) -> str:
-    """InitConfiguration + ClusterConfiguration + KubeletConfiguration for ``kubeadm init``."""
-    taints = [] if config.control_plane.schedulable else [dict(CONTROL_PLANE_TAINT)]
-    init = {
+    """InitConfiguration + ClusterConfiguration + KubeletConfiguration for ``kubeadm init``.
+
+    ``endpoint_name`` (a DNS name every node resolves) becomes the ``controlPlaneEndpoint``
+    when given, else ``internal_endpoint`` does. ``certificate_key`` (HA) encrypts the
+    control-plane certificates that ``kubeadm init --upload-certs`` stores for joining peers.
+    """
+    init: dict[str, Any] = {
         "apiVersion": KUBEADM_API,
         "kind": "InitConfiguration",
         "localAPIEndpoint": {"advertiseAddress": node_ip, "bindPort": API_SERVER_PORT},
-        "nodeRegistration": _node_registration(node, node_ip, taints),
+        "nodeRegistration": _node_registration(node, node_ip, control_plane_taints(config)),
     }
-    sans = _unique([public_endpoint, internal_endpoint, node_ip, node.name, "localhost", "127.0.0.1"])
+    if certificate_key:
+        init["certificateKey"] = certificate_key
+    endpoint = endpoint_name or internal_endpoint
+    sans = _unique([endpoint, public_endpoint, internal_endpoint, node_ip, node.name, "localhost", "127.0.0.1"])
     cluster: dict[str, Any] = {
         "apiVersion": KUBEADM_API,
         "kind": "ClusterConfiguration",
         "clusterName": cluster_name,
         "kubernetesVersion": f"v{config.kubernetes_version}",
-        "controlPlaneEndpoint": f"{internal_endpoint}:{API_SERVER_PORT}",
+        "controlPlaneEndpoint": f"{endpoint}:{API_SERVER_PORT}",
         "imageRepository": config.image_repository,
         "networking": {
             "podSubnet": config.network.pod_cidr,
@@ -90,9 +104,15 @@ def join_configuration(
     internal_endpoint: str,
     token: str,
     ca_cert_hash: str,
+    certificate_key: str | None = None,
+    taints: list[dict[str, str]] | None = None,
 ) -> str:
-    """JoinConfiguration for a worker: token discovery with the CA pinned by its hash."""
-    join = {
+    """JoinConfiguration: token discovery against ``internal_endpoint`` with the CA pinned.
+
+    A control plane (``node.is_control_plane``) also gets the ``controlPlane`` section: its own
+    advertise address and the ``certificate_key`` that decrypts the uploaded certificates.
+    """
+    join: dict[str, Any] = {
         "apiVersion": KUBEADM_API,
         "kind": "JoinConfiguration",
         "discovery": {
@@ -102,8 +122,15 @@ def join_configuration(
                 "caCertHashes": [ca_cert_hash],
             }
         },
-        "nodeRegistration": _node_registration(node, node_ip, None),
+        "nodeRegistration": _node_registration(node, node_ip, taints),
     }
+    if node.is_control_plane:
+        if not certificate_key:
+            raise ValueError(f"control plane {node.name} cannot join without the certificate key")
+        join["controlPlane"] = {
+            "localAPIEndpoint": {"advertiseAddress": node_ip, "bindPort": API_SERVER_PORT},
+            "certificateKey": certificate_key,
+        }
     return _dump([join])
 
 

@@ -35,3 +35,7 @@ class Endpoints:
     internal: pulumi.Output[str]
     #: Address admins use (the exported kubeconfig): reachable from ``adminCidrs``.
     public: pulumi.Output[str]
+    #: DNS name of the API endpoint (kubeadm ``controlPlaneEndpoint``), resolved on every node
+    #: through /etc/hosts: to ``internal`` on workers, to the node's own API server on a joined
+    #: control plane (never through GCE's load-balancer hairpin). None: the endpoint is ``internal``.
+    name: str | None = None

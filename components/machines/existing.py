@@ -54,6 +54,7 @@ class ExistingMachines(pulumi.ComponentResource):
                 node=node, internal_ip=pulumi.Output.from_input(node.address), connection=connection
             )
         first = next(node for node in args["nodes"] if node.is_first_control_plane)
-        address = pulumi.Output.from_input(first.address)
+        # Your load balancer in front of the control planes (HA), else the first control plane.
+        address = pulumi.Output.from_input(hosts.api_load_balancer or first.address)
         self.endpoints = Endpoints(internal=address, public=address)
         self.register_outputs({"publicEndpoint": address})

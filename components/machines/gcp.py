@@ -20,6 +20,18 @@ SSH_USER = "kubeadm"
 API_SERVER_PORT = 6443
 #: Roles the nodes' service account gets: write logs and metrics, nothing else.
 NODE_SERVICE_ACCOUNT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+#: Where Google's load-balancer health checks come from (internal and backend-service-based
+#: external passthrough Network Load Balancers).
+HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22")
+
+
+def api_endpoint_name(prefix: str) -> str:
+    """The DNS name of the cluster's API endpoint (kubeadm ``controlPlaneEndpoint``).
+
+    It lives only in each node's /etc/hosts (``.internal`` is reserved for private use), so it
+    can point workers at the load balancer and each control plane at its own API server.
+    """
+    return f"api.{prefix}.internal"
 
 
 class NetworkArgs(TypedDict):
@@ -101,6 +113,110 @@ class Network(pulumi.ComponentResource):
         self.register_outputs({"network": self.network, "subnetwork": self.subnetwork})
 
 
+class ApiLoadBalancerArgs(TypedDict):
+    gcp: GcpSettings
+    prefix: str
+    network: pulumi.Input[str]
+    subnetwork: pulumi.Input[str]
+    control_plane_tag: str
+    #: The control-plane VMs (the backends).
+    instances: Sequence[gcp.compute.Instance]
+    #: Static addresses of the two forwarding rules.
+    internal_address: pulumi.Input[str]
+    public_address: pulumi.Input[str]
+    #: Resources the public forwarding rule waits for (the VM that held its address before).
+    public_after: Sequence[pulumi.Resource]
+
+
+class ApiLoadBalancer(pulumi.ComponentResource):
+    """The HA API endpoint: passthrough TCP load balancers on 6443 in front of the control planes.
+
+    One instance group of the control-plane VMs backs two regional backend services with one
+    TCP health check on 6443: an internal load balancer (what nodes dial, through the endpoint
+    name) and an external one on the static public address (what admins dial; the firewall
+    still admits only ``adminCidrs``, since passthrough keeps the client's address).
+    """
+
+    def __init__(self, name: str, args: ApiLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("kubeadm-cluster:index:ApiLoadBalancer", name, None, opts)
+        settings, prefix = args["gcp"], args["prefix"]
+        child = pulumi.ResourceOptions(parent=self)
+        group = gcp.compute.InstanceGroup(
+            f"{name}-control-planes",
+            name=f"{prefix}-control-planes",
+            zone=settings.zone,
+            network=args["network"],
+            instances=[instance.self_link for instance in args["instances"]],
+            named_ports=[gcp.compute.InstanceGroupNamedPortArgs(name="kube-api", port=API_SERVER_PORT)],
+            description="The control-plane VMs behind the Kubernetes API load balancers",
+            opts=child,
+        )
+        health = gcp.compute.RegionHealthCheck(
+            f"{name}-health",
+            name=f"{prefix}-api-health",
+            region=settings.region,
+            tcp_health_check=gcp.compute.RegionHealthCheckTcpHealthCheckArgs(port=API_SERVER_PORT),
+            check_interval_sec=5,
+            timeout_sec=5,
+            healthy_threshold=2,
+            unhealthy_threshold=3,
+            description="A control plane serves the API when it accepts connections on 6443",
+            opts=child,
+        )
+        gcp.compute.Firewall(
+            f"{name}-health-checks",
+            name=f"{prefix}-api-health-checks",
+            network=args["network"],
+            direction="INGRESS",
+            source_ranges=list(HEALTH_CHECK_RANGES),
+            target_tags=[args["control_plane_tag"]],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(API_SERVER_PORT)])],
+            description="Google's load-balancer health checks to the API servers",
+            opts=child,
+        )
+        backend = gcp.compute.RegionBackendServiceBackendArgs(group=group.self_link, balancing_mode="CONNECTION")
+        services: dict[str, gcp.compute.RegionBackendService] = {}
+        for scheme in ("INTERNAL", "EXTERNAL"):
+            services[scheme] = gcp.compute.RegionBackendService(
+                f"{name}-{scheme.lower()}",
+                name=f"{prefix}-api-{scheme.lower()}",
+                region=settings.region,
+                load_balancing_scheme=scheme,
+                protocol="TCP",
+                health_checks=health.id,
+                backends=[backend],
+                connection_draining_timeout_sec=10,
+                opts=child,
+            )
+        self.internal_rule = gcp.compute.ForwardingRule(
+            f"{name}-internal",
+            name=f"{prefix}-api-internal",
+            region=settings.region,
+            load_balancing_scheme="INTERNAL",
+            ip_address=args["internal_address"],
+            ip_protocol="TCP",
+            ports=[str(API_SERVER_PORT)],
+            network=args["network"],
+            subnetwork=args["subnetwork"],
+            backend_service=services["INTERNAL"].id,
+            opts=child,
+        )
+        self.public_rule = gcp.compute.ForwardingRule(
+            f"{name}-public",
+            name=f"{prefix}-api-public",
+            region=settings.region,
+            load_balancing_scheme="EXTERNAL",
+            ip_address=args["public_address"],
+            ip_protocol="TCP",
+            port_range=str(API_SERVER_PORT),
+            backend_service=services["EXTERNAL"].id,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args["public_after"])),
+        )
+        self.register_outputs(
+            {"internalAddress": self.internal_rule.ip_address, "publicAddress": self.public_rule.ip_address}
+        )
+
+
 class GcpMachinesArgs(TypedDict):
     config: ClusterConfig
     gcp: GcpSettings
@@ -115,6 +231,8 @@ class GcpMachines(pulumi.ComponentResource):
     endpoints: Endpoints
     ssh_private_key: pulumi.Output[str]
     ssh_public_key: pulumi.Output[str]
+    #: Where SSH reaches the first control plane (the jump host of the other nodes).
+    ssh_host: pulumi.Output[str]
 
     def __init__(self, name: str, args: GcpMachinesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeadm-cluster:index:GcpMachines", name, None, opts)
@@ -144,12 +262,13 @@ class GcpMachines(pulumi.ComponentResource):
 
         nodes = list(args["nodes"])
         first_cp = next(node for node in nodes if node.is_first_control_plane)
+        ha = config.highly_available
         public_ip = gcp.compute.Address(
             f"{name}-api-public",
             name=f"{prefix}-api-public",
             region=settings.region,
             address_type="EXTERNAL",
-            description="Public address of the control plane (SSH and the Kubernetes API)",
+            description="Public address of the Kubernetes API (and, with one control plane, its SSH)",
             opts=child,
         )
         internal_ip = gcp.compute.Address(
@@ -158,10 +277,41 @@ class GcpMachines(pulumi.ComponentResource):
             region=settings.region,
             address_type="INTERNAL",
             subnetwork=network.subnetwork,
-            description="Stable internal address of the Kubernetes API (controlPlaneEndpoint)",
+            description="Stable internal address of the first control plane",
             opts=child,
         )
-        self.endpoints = Endpoints(internal=internal_ip.address, public=public_ip.address)
+        # HA: the public address moves to the API load balancer; the first control plane keeps
+        # SSH (and is the jump host) on an address of its own, and nodes reach the API through
+        # an internal load balancer.
+        ssh_ip = (
+            gcp.compute.Address(
+                f"{name}-ssh-public",
+                name=f"{prefix}-ssh-public",
+                region=settings.region,
+                address_type="EXTERNAL",
+                description="SSH to the first control plane (the jump host of the others)",
+                opts=child,
+            )
+            if ha
+            else public_ip
+        )
+        lb_internal_ip = (
+            gcp.compute.Address(
+                f"{name}-api-lb-internal",
+                name=f"{prefix}-api-lb-internal",
+                region=settings.region,
+                address_type="INTERNAL",
+                subnetwork=network.subnetwork,
+                description="Internal address of the Kubernetes API load balancer",
+                opts=child,
+            )
+            if ha
+            else internal_ip
+        )
+        self.endpoints = Endpoints(
+            internal=lb_internal_ip.address, public=public_ip.address, name=api_endpoint_name(prefix)
+        )
+        self.ssh_host = ssh_ip.address
 
         metadata = key.public_key_openssh.apply(
             lambda public_key: {
@@ -171,7 +321,7 @@ class GcpMachines(pulumi.ComponentResource):
             }
         )
         private_key = self.ssh_private_key
-        jump = remote.ProxyConnectionArgs(host=public_ip.address, user=SSH_USER, private_key=private_key)
+        jump = remote.ProxyConnectionArgs(host=ssh_ip.address, user=SSH_USER, private_key=private_key)
 
         self.machines = {}
         for node in nodes:
@@ -188,9 +338,7 @@ class GcpMachines(pulumi.ComponentResource):
                 )
                 attached.append(gcp.compute.InstanceAttachedDiskArgs(source=disk.id, device_name=STORAGE_DEVICE_NAME))
             first = node.name == first_cp.name
-            access = (
-                [gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=public_ip.address)] if first else []
-            )
+            access = [gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=ssh_ip.address)] if first else []
             tags = [network.node_tag] + ([network.control_plane_tag] if node.is_control_plane else [])
             instance = gcp.compute.Instance(
                 node.name,
@@ -225,7 +373,7 @@ class GcpMachines(pulumi.ComponentResource):
             )
             ip = instance.network_interfaces.apply(lambda nics: str(nics[0].network_ip or ""))
             connection = remote.ConnectionArgs(
-                host=public_ip.address if first else ip,
+                host=ssh_ip.address if first else ip,
                 user=SSH_USER,
                 private_key=private_key,
                 proxy=None if first else jump,
@@ -234,8 +382,27 @@ class GcpMachines(pulumi.ComponentResource):
             )
             self.machines[node.name] = Machine(node=node, internal_ip=ip, connection=connection, resource=instance)
 
+        if ha:
+            instances = {n: m.resource for n, m in self.machines.items() if m.node.is_control_plane}
+            ApiLoadBalancer(
+                f"{name}-api",
+                ApiLoadBalancerArgs(
+                    gcp=settings,
+                    prefix=prefix,
+                    network=network.network,
+                    subnetwork=network.subnetwork,
+                    control_plane_tag=network.control_plane_tag,
+                    instances=[r for r in instances.values() if isinstance(r, gcp.compute.Instance)],
+                    internal_address=lb_internal_ip.address,
+                    public_address=public_ip.address,
+                    public_after=[r for r in [instances.get(first_cp.name)] if r is not None],
+                ),
+                opts=child,
+            )
+
         self.register_outputs(
             {
+                "sshHost": self.ssh_host,
                 "publicEndpoint": self.endpoints.public,
                 "internalEndpoint": self.endpoints.internal,
                 "sshPrivateKey": self.ssh_private_key,
