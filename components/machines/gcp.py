@@ -178,7 +178,7 @@ class ApiLoadBalancer(pulumi.ComponentResource):
         services: dict[str, gcp.compute.RegionBackendService] = {}
         for scheme in ("INTERNAL", "EXTERNAL"):
             services[scheme] = gcp.compute.RegionBackendService(
-                f"{name}-{scheme.lower()}",
+                f"{name}-backend-{scheme.lower()}",
                 name=f"{prefix}-api-{scheme.lower()}",
                 region=settings.region,
                 load_balancing_scheme=scheme,
@@ -189,7 +189,7 @@ class ApiLoadBalancer(pulumi.ComponentResource):
                 opts=child,
             )
         self.internal_rule = gcp.compute.ForwardingRule(
-            f"{name}-internal",
+            f"{name}-rule-internal",
             name=f"{prefix}-api-internal",
             region=settings.region,
             load_balancing_scheme="INTERNAL",
@@ -202,7 +202,7 @@ class ApiLoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         self.public_rule = gcp.compute.ForwardingRule(
-            f"{name}-public",
+            f"{name}-rule-public",
             name=f"{prefix}-api-public",
             region=settings.region,
             load_balancing_scheme="EXTERNAL",
