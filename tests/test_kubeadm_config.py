@@ -100,3 +100,54 @@ def test_validator_catches_a_v1beta3_shape() -> None:
     problems = validate({"controllerManager": {"extraArgs": {"a": "b"}}}, "ClusterConfiguration", "c")
     assert problems and "expected a list" in problems[0]
     assert validate({"timeoutForControlPlane": "4m"}, "APIServer", "a"), "v1beta3's timeout field must be unknown"
+
+
+KEY = "0123456789abcdef" * 4
+
+
+def test_ha_init_config_uploads_certs_under_the_key_and_uses_the_endpoint_name() -> None:
+    config = _config(controlPlane={"count": 3})
+    node = plan_nodes(config, "dev")[0]
+    text = kubeadm_config.init_configuration(
+        config, node, cluster_name="dev", node_ip="10.240.0.5", internal_endpoint="10.240.0.100",
+        public_endpoint="203.0.113.50", endpoint_name="api.dev.internal", certificate_key=KEY,
+    )
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all(text)}
+    _assert_fits(docs)
+    assert docs["InitConfiguration"]["certificateKey"] == KEY
+    cluster = docs["ClusterConfiguration"]
+    assert cluster["controlPlaneEndpoint"] == "api.dev.internal:6443"
+    assert {"api.dev.internal", "10.240.0.100", "203.0.113.50", "10.240.0.5"} <= set(cluster["apiServer"]["certSANs"])
+
+
+def test_control_plane_join_config_fits_v1beta4() -> None:
+    config = _config(controlPlane={"count": 3})
+    cp1 = plan_nodes(config, "dev")[1]
+    assert cp1.is_control_plane and not cp1.is_first_control_plane
+    text = kubeadm_config.join_configuration(
+        cp1, node_ip="10.240.0.6", internal_endpoint="10.240.0.5", token="abcdef.0123456789abcdef",
+        ca_cert_hash="sha256:" + "0" * 64, certificate_key=KEY,
+        taints=kubeadm_config.control_plane_taints(config),
+    )
+    (doc,) = list(yaml.safe_load_all(text))
+    problems = validate(doc, "JoinConfiguration", "JoinConfiguration")
+    assert not problems, "\n".join(problems)
+    assert doc["controlPlane"] == {
+        "localAPIEndpoint": {"advertiseAddress": "10.240.0.6", "bindPort": 6443},
+        "certificateKey": KEY,
+    }
+    assert doc["nodeRegistration"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+
+
+def test_control_plane_join_without_the_certificate_key_is_refused() -> None:
+    config = _config(controlPlane={"count": 3})
+    cp1 = plan_nodes(config, "dev")[1]
+    try:
+        kubeadm_config.join_configuration(
+            cp1, node_ip="10.240.0.6", internal_endpoint="10.240.0.5", token="abcdef.0123456789abcdef",
+            ca_cert_hash="sha256:" + "0" * 64,
+        )
+    except ValueError as error:
+        assert "certificate key" in str(error)
+    else:
+        raise AssertionError("a control plane join config was generated without a certificate key")

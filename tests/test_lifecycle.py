@@ -341,3 +341,21 @@ def test_a_minor_bump_switches_the_package_repository_and_upgrades_control_plane
         assert not name.endswith(("-join", "-join-token", "-membership")), f"{name} re-runs on a version bump"
     # The certificate key and the VMs stay as they are.
     assert "dev-certificate-key" not in changed and not any(n.startswith("dev-api") for n in changed)
+
+
+def test_growing_from_one_to_three_control_planes_keeps_the_first_one() -> None:
+    """1 -> 3: the first VM keeps its internal address (no replacement); only its SSH address moves."""
+    single = run_program(stack_config(workerPools=[{**POOL, "count": 3}]), stack="dev")
+    assert single.error is None, single.error
+    ha = _run("ha")
+    before, after = single.named("dev-cp-0"), ha.named("dev-cp-0")
+    changed = sorted(k for k in set(before.inputs) | set(after.inputs) if before.inputs.get(k) != after.inputs.get(k))
+    assert changed == ["networkInterfaces"], f"the first control plane's VM changes more than its NIC: {changed}"
+    nic_before, nic_after = before.input("networkInterfaces.0"), after.input("networkInterfaces.0")
+    assert nic_before["networkIp"] == nic_after["networkIp"], "its internal address must stay (a new one replaces the VM)"
+    assert nic_before["accessConfigs"][0]["natIp"] == single.named("dev-api-public").outputs["address"]
+    assert nic_after["accessConfigs"][0]["natIp"] == ha.named("dev-ssh-public").outputs["address"]
+    # The endpoint every node already knows is a name: it does not change with the topology.
+    assert _docs(_commands(single)["dev-cp-0-init"])[1]["controlPlaneEndpoint"] == "api.dev.internal:6443"
+    for i in range(3):
+        assert _env(_commands(single)[f"dev-general-{i}-prepare"])["API_ENDPOINT_NAME"] == "api.dev.internal"
