@@ -368,11 +368,30 @@ def _check_address(value: str) -> str:
 
 
 class ExistingHost(_Model):
+    #: Where SSH reaches the host: an IP address or a DNS name.
     address: str
+    #: The host's IP address inside the cluster network (the kubelet's node-ip and, on a control
+    #: plane, the API server's advertise address). Defaults to ``address`` when that is an IP.
+    internal_ip: str = ""
     user: str = "ubuntu"
     port: int = 22
     #: Raw block device for Ceph on this host (e.g. /dev/disk/by-id/...); empty = none.
     storage_device: str = ""
+
+    @field_validator("internal_ip")
+    @classmethod
+    def _internal_ip(cls, value: str) -> str:
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"internalIp {value!r} is not an IP address") from None
+        return value
+
+    @property
+    def node_ip(self) -> str:
+        """The IP the node has in the cluster (``internalIp``, else ``address``)."""
+        return self.internal_ip or self.address
 
     @field_validator("address")
     @classmethod
@@ -423,6 +442,17 @@ class ExistingHostsConfig(_Model):
                 f"existingHosts.controlPlane has {count} hosts: set existingHosts.apiLoadBalancer to the address "
                 "of a TCP load balancer that forwards port 6443 to each of them (the HA API endpoint)"
             )
+        for where, group in (("controlPlane", self.control_plane), ("workers", self.workers)):
+            for index, host in enumerate(group):
+                if host.internal_ip:
+                    continue
+                try:
+                    ipaddress.ip_address(host.address)
+                except ValueError:
+                    raise ValueError(
+                        f"existingHosts.{where}[{index}]: address {host.address!r} is a host name; set its "
+                        "internalIp to the host's IP address in the cluster network (the kubelet's node-ip)"
+                    ) from None
         seen: set[str] = set()
         for host in [*self.control_plane, *self.workers]:
             if host.address in seen:

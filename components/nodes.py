@@ -36,8 +36,9 @@ class NodeSpec:
     arch: str = "x86_64"
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
-    # Existing hosts only: how to reach the machine.
+    # Existing hosts only: how to reach the machine, and its IP in the cluster network.
     address: str = ""
+    internal_ip: str = ""
     ssh_user: str = ""
     ssh_port: int = 22
 
@@ -107,6 +108,7 @@ def _existing_nodes(config: ClusterConfig, prefix: str) -> list[NodeSpec]:
                 index=i,
                 storage_device=host.storage_device,
                 address=host.address,
+                internal_ip=host.node_ip,
                 ssh_user=host.user,
                 ssh_port=host.port,
             )
@@ -126,6 +128,7 @@ def _existing_nodes(config: ClusterConfig, prefix: str) -> list[NodeSpec]:
                 labels=dict(pool.labels),
                 taints=tuple(pool.taints),
                 address=host.address,
+                internal_ip=host.node_ip,
                 ssh_user=host.user,
                 ssh_port=host.port,
             )

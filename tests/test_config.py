@@ -49,6 +49,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("upgrade batch out of range", {"upgrade": {"workerBatchSize": 0}}, ["upgrade.workerBatchSize", "1 to 20"]),
     ("upgrade drain timeout not a duration", {"upgrade": {"drainTimeout": "forever"}}, ["upgrade.drainTimeout", "duration"]),
     ("existing without hosts", {"provider": "existing"}, ["existingHosts"]),
+    ("existing host name without its IP", {"provider": "existing", "existingHosts": {"controlPlane": [{"address": "cp.example.net"}]}}, ["existingHosts.controlPlane[0]", "host name", "internalIp"]),
     ("unknown provider", {"provider": "aws"}, ["provider", "gcp", "existing"]),
     ("image repository with scheme", {"imageRepository": "https://mirror.example.com"}, ["imageRepository", "no scheme"]),
 ]

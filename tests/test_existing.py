@@ -14,7 +14,7 @@ def _existing(bastion: bool = True, **extra: Any) -> Plan:
         "controlPlane": [{"address": "192.0.2.10", "user": "ops"}],
         "workers": [
             {"address": "192.0.2.11", "user": "ops", "pool": "general", "storageDevice": "/dev/disk/by-id/nvme-data"},
-            {"address": "rack1-node3.example.net", "user": "ops", "port": 2222, "pool": "general"},
+            {"address": "rack1-node3.example.net", "internalIp": "192.0.2.13", "user": "ops", "port": 2222, "pool": "general"},
         ],
     }
     if bastion:
@@ -73,6 +73,18 @@ def test_preflight_is_the_hardware_gate_before_kubeadm() -> None:
 def test_nodes_output_names_the_pools() -> None:
     nodes = _existing().outputs["nodes"]
     assert nodes["lab-general-0"] == {"internalIp": "192.0.2.11", "pool": "general", "role": "worker"}
+    # Reached by its DNS name over SSH, but the kubelet gets an IP: its internalIp.
+    assert nodes["lab-general-1"]["internalIp"] == "192.0.2.13"
+
+
+def test_a_host_reached_by_name_joins_with_its_internal_ip() -> None:
+    import yaml
+
+    plan = _existing()
+    join = next(r for r in plan.of_type("command:remote:Command") if r.name == "lab-general-1-join")
+    assert join.input("connection")["host"] == "rack1-node3.example.net"
+    config = join.input("stdin").split("export KUBEADM_CONFIG=", 1)[1]
+    assert "value: 192.0.2.13" in config and "rack1-node3.example.net" not in config, config[:400]
 
 
 MIRRORS = {

@@ -51,10 +51,10 @@ class ExistingMachines(pulumi.ComponentResource):
                 per_dial_timeout=30,
             )
             self.machines[node.name] = Machine(
-                node=node, internal_ip=pulumi.Output.from_input(node.address), connection=connection
+                node=node, internal_ip=pulumi.Output.from_input(node.internal_ip or node.address), connection=connection
             )
         first = next(node for node in args["nodes"] if node.is_first_control_plane)
         # Your load balancer in front of the control planes (HA), else the first control plane.
-        address = pulumi.Output.from_input(hosts.api_load_balancer or first.address)
+        address = pulumi.Output.from_input(hosts.api_load_balancer or first.internal_ip or first.address)
         self.endpoints = Endpoints(internal=address, public=address)
         self.register_outputs({"publicEndpoint": address})
