@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "components" / "bootstrap" / "scripts"
 ALL_SCRIPTS = sorted(SCRIPTS.glob("*.sh"))
 STEP_SCRIPTS = [p for p in ALL_SCRIPTS if p.name != "lib.sh"]
-MY_STEPS = ["preflight.sh", "prepare-node.sh", "kubeadm-init.sh", "mint-token.sh", "kubeadm-join.sh", "read-kubeconfig.sh"]
+MY_STEPS = ["preflight.sh", "prepare-node.sh", "kubeadm-init.sh", "mint-token.sh", "kubeadm-join.sh", "read-kubeconfig.sh",
+            "check-version.sh", "upgrade-node.sh", "upgrade-drain.sh", "remove-control-plane.sh"]
 
 #: Real tools the scripts (and the stubs) may use; everything else must be a stub.
 REAL_TOOLS = [
@@ -308,10 +309,18 @@ def test_step_script_has_the_standalone_header(script: Path) -> None:
         ("kubeadm-init.sh", "KUBEADM_CONFIG"),
         ("mint-token.sh", "TOKEN_TTL"),
         ("kubeadm-join.sh", "KUBEADM_CONFIG"),
+        ("check-version.sh", "K8S_VERSION"),
+        ("upgrade-node.sh", "NODE_NAME"),
+        ("upgrade-node.sh", "UPGRADE_ROLE"),
+        ("upgrade-drain.sh", "ACTION"),
+        ("upgrade-drain.sh", "K8S_VERSION"),
+        ("remove-control-plane.sh", "NODE_NAME"),
+        ("remove-control-plane.sh", "FIRST_NODE_NAME"),
     ],
 )
 def test_missing_input_fails_clearly(sandbox: Sandbox, script: str, variable: str) -> None:
-    env = {**_preflight_env(), **_prepare_env(), "KUBEADM_CONFIG": "kind: X", "TOKEN_TTL": "1h"}
+    env = {**_preflight_env(), **_prepare_env(), "KUBEADM_CONFIG": "kind: X", "TOKEN_TTL": "1h",
+           "UPGRADE_ROLE": "worker", "ACTION": "drain", "FIRST_NODE_NAME": "cp-0"}
     del env[variable]
     result = sandbox.run(script, env)
     assert result.rc != 0, f"{script} ran without {variable}:\n{_explain(result)}"

@@ -11,7 +11,11 @@
 # Inputs: NODE_NAME; KUBEADM_CONFIG (the full YAML: InitConfiguration, ClusterConfiguration,
 #         KubeletConfiguration ...), written to /etc/kubernetes/kubeadm-config.yaml (mode 0600).
 #         Optional KC_READY_ATTEMPTS (default 30) bounds the /readyz wait.
-# Stdout: nothing (kubeadm's output goes to stderr; the join token is never printed).
+#         Optional CERTIFICATE_KEY (64 hex digits; HA): the control-plane certificates are uploaded
+#         (--upload-certs), encrypted with that key, which KUBEADM_CONFIG already holds as the
+#         InitConfiguration's certificateKey. It is a secret: never printed.
+# Stdout: nothing (kubeadm's output goes to stderr; the join token and the certificate key are
+#         never printed).
 set -euo pipefail
 if ! declare -F kc_log >/dev/null 2>&1; then
   # shellcheck source=lib.sh
@@ -21,6 +25,10 @@ KC_STEP=kubeadm-init
 
 : "${NODE_NAME:?NODE_NAME is required}"
 : "${KUBEADM_CONFIG:?KUBEADM_CONFIG is required (the kubeadm init configuration YAML)}"
+CERTIFICATE_KEY=${CERTIFICATE_KEY:-}
+# Never echo the key itself, not even a malformed one.
+[[ -z $CERTIFICATE_KEY || $CERTIFICATE_KEY =~ ^[0-9a-fA-F]{64}$ ]] ||
+  kc_die "CERTIFICATE_KEY must be 64 hex digits (32 bytes; the value is not shown: it is a secret)"
 
 kc_init_main() {
   local admin=$KC_ROOT/etc/kubernetes/admin.conf
@@ -32,8 +40,15 @@ kc_init_main() {
     kc_log "validating $config"
     kubeadm config validate --config "$config" >&2 ||
       kc_die "kubeadm rejects the generated configuration $config (see above)"
-    kc_log "kubeadm init on $NODE_NAME (takes a few minutes)"
-    if ! kubeadm init --config "$config" --skip-token-print >&2; then
+    local -a init=(kubeadm init --config "$config" --skip-token-print)
+    if [[ -n $CERTIFICATE_KEY ]]; then
+      # The key is in the configuration (certificateKey): not on the command line, never printed.
+      init=(kubeadm init --config "$config" --upload-certs --skip-token-print --skip-certificate-key-print)
+      kc_log "kubeadm init on $NODE_NAME, uploading the control-plane certificates (takes a few minutes)"
+    else
+      kc_log "kubeadm init on $NODE_NAME (takes a few minutes)"
+    fi
+    if ! "${init[@]}" >&2; then
       kc_warn "kubeadm init failed on $NODE_NAME; resetting the node so that the next run starts clean"
       kubeadm reset -f >&2 || kc_warn "kubeadm reset failed too"
       kc_die "kubeadm init failed on $NODE_NAME (its output is above)"

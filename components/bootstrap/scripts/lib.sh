@@ -2,7 +2,10 @@
 # shellcheck shell=bash
 # Shared helpers of the node steps, which run in this order on a node: preflight.sh (the hardware
 # gate), prepare-node.sh, then kubeadm-init.sh or kubeadm-join.sh (mint-token.sh and
-# read-kubeconfig.sh run on the first control plane; remove-node.sh when a node leaves).
+# read-kubeconfig.sh run on the first control plane; remove-node.sh and remove-control-plane.sh
+# when a node leaves). A kubernetesVersion change runs check-version.sh on the first control
+# plane, then upgrade-node.sh on each node (a worker between upgrade-drain.sh drain and
+# uncordon, which run on the first control plane).
 # A step arrives on the node as one "bundle" on the stdin
 # of `sudo bash -s`: strict mode, the step's inputs as exported variables, this file, then the
 # step script(s). A step script run on its own sources this file from its directory instead.
@@ -17,7 +20,8 @@
 #
 # Tunables (environment): KC_ROOT, KC_PROC (/proc), KC_SYS (/sys), KC_RETRY_DELAY (first delay
 # of kc_retry in seconds, 5; doubles each attempt up to KC_RETRY_MAX_DELAY, 30), KC_STEP (the
-# name in the log prefix, set by each step).
+# name in the log prefix, set by each step), KC_APT_ATTEMPTS (5), KC_DOWNLOAD_ATTEMPTS (4),
+# KC_VERSION_ATTEMPTS (5: reads of the cluster's version, kc_cluster_version).
 set -euo pipefail
 
 KC_ROOT=${KC_ROOT:-}
@@ -29,6 +33,10 @@ KC_STEP=${KC_STEP:-node}
 #: Set by kc_write_file: 1 when it changed the file, 0 when the file already had that content.
 # shellcheck disable=SC2034 # read by the step scripts
 KC_WRITE_CHANGED=0
+#: Set by kc_apt_update_once: 1 once `apt-get update` ran in this bundle.
+KC_APT_UPDATED=0
+#: The comment that marks the /etc/hosts lines kc_set_hosts_entry owns.
+KC_HOSTS_MARK='# kubeadm-cluster API endpoint'
 #: Commands run on exit (see kc_on_exit), in order.
 KC_EXIT_HOOKS=()
 
@@ -138,4 +146,109 @@ kc_write_file() {
   # shellcheck disable=SC2034 # read by the step scripts
   KC_WRITE_CHANGED=1
   kc_log "wrote $path"
+}
+
+# kc_pkg_version PACKAGE : the installed version of PACKAGE, or nothing when it is not installed.
+kc_pkg_version() {
+  local out
+  # shellcheck disable=SC2016 # dpkg-query's format, not a shell expansion
+  out=$(dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null) || return 0
+  if [[ $out == "installed "* ]]; then
+    printf '%s\n' "${out#installed }"
+  fi
+}
+
+# kc_apt_update_once : `apt-get update`, at most once per bundle.
+kc_apt_update_once() {
+  if ((!KC_APT_UPDATED)); then
+    kc_log "apt-get update"
+    kc_apt_get update
+    KC_APT_UPDATED=1
+  fi
+}
+
+# kc_is_hostname NAME : NAME is a DNS name (letters, digits, hyphens; dot-separated labels).
+kc_is_hostname() {
+  local label='[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+  ((${#1} <= 253)) && [[ $1 =~ ^$label(\.$label)*$ ]]
+}
+
+# kc_is_ip ADDRESS : ADDRESS is an IPv4 dotted quad or an IPv6 address.
+kc_is_ip() {
+  local address=$1 octet
+  if [[ $address =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+    for octet in ${address//./ }; do
+      ((10#$octet <= 255)) || return 1
+    done
+    return 0
+  fi
+  # IPv6: hex groups and colons (an IPv4 tail allowed), at most one "::", at least two colons.
+  [[ $address =~ ^[0-9A-Fa-f:.]+$ && $address == *:*:* && $address != *:::* ]] || return 1
+  local rest=${address/::/}
+  [[ $rest != *::* ]]
+}
+
+# kc_set_hosts_entry NAME IP : ${KC_ROOT}/etc/hosts maps NAME to IP through exactly one managed
+# line, "IP NAME # kubeadm-cluster API endpoint". An earlier managed line for NAME is replaced in
+# place (extra ones are dropped); every other line is kept as it is. The file is rewritten only
+# when its content changes (kc_write_file; KC_WRITE_CHANGED tells).
+kc_set_hosts_entry() {
+  local name=$1 ip=$2 hosts=$KC_ROOT/etc/hosts input content line
+  kc_is_hostname "$name" || kc_die "'$name' is not a valid host name for /etc/hosts"
+  kc_is_ip "$ip" || kc_die "'$ip' is not an IPv4 or IPv6 address (for $name in /etc/hosts)"
+  line="$ip $name $KC_HOSTS_MARK"
+  input=$hosts
+  [[ -e $hosts ]] || input=/dev/null
+  # A managed line: the fields of "IP NAME $KC_HOSTS_MARK".
+  # shellcheck disable=SC2016 # awk programs, not shell expansions
+  local managed='NF == 6 && $2 == name && $3 == "#" && $4 == "kubeadm-cluster" && $5 == "API" && $6 == "endpoint"'
+  content=$(awk -v name="$name" -v line="$line" "
+    $managed { if (!done) print line; done = 1; next }
+    { print }
+    END { if (!done) print line }" "$input" && printf x) || kc_die "cannot read $hosts"
+  content=${content%x}
+  kc_write_file "$hosts" 0644 <<<"${content%$'\n'}"
+  if ((KC_WRITE_CHANGED)); then
+    kc_log "/etc/hosts maps $name to $ip"
+  else
+    kc_log "/etc/hosts already maps $name to $ip"
+  fi
+  # A line of someone else's for NAME that comes first wins the lookup: say so.
+  # shellcheck disable=SC2016 # an awk program, not a shell expansion
+  awk -v name="$name" "
+    /^[[:space:]]*#/ || ($managed) { next }
+    { for (i = 2; i <= NF && \$i !~ /^#/; i++) if (\$i == name) { print; next } }" "$hosts" |
+    while IFS= read -r other; do
+      kc_warn "/etc/hosts also has the line '$other' for $name (not written by kubeadm-cluster)"
+    done
+}
+
+# kc_read_cluster_version KUBECONFIG : prints the cluster's Kubernetes version (x.y.z, no "v")
+# from the kubeadm-config ConfigMap's ClusterConfiguration; one attempt (wrap in kc_retry).
+kc_read_cluster_version() {
+  local out version
+  out=$(kubectl --kubeconfig "$1" -n kube-system get configmap kubeadm-config \
+    -o jsonpath='{.data.ClusterConfiguration}' </dev/null) || return 1
+  version=$(awk '$1 == "kubernetesVersion:" { v = $2; gsub(/["'\'']/, "", v); print v; exit }' <<<"$out")
+  if [[ ! $version =~ ^v?[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+    kc_warn "no kubernetesVersion of the form vX.Y.Z in the kubeadm-config ConfigMap (got '${version}')"
+    return 1
+  fi
+  printf '%s\n' "${version#v}"
+}
+
+# kc_cluster_version KUBECONFIG : kc_read_cluster_version, retried; dies when unreadable.
+kc_cluster_version() {
+  kc_retry "${KC_VERSION_ATTEMPTS:-5}" kc_read_cluster_version "$1" ||
+    kc_die "cannot read the cluster's kubernetesVersion from the kubeadm-config ConfigMap (kubectl -n kube-system get configmap kubeadm-config, kubeconfig $1)"
+}
+
+# kc_check_version NAME VALUE : dies unless VALUE is a Kubernetes version x.y.z.
+kc_check_version() {
+  [[ $2 =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || kc_die "$1 must be a Kubernetes version like 1.36.4, not '$2'"
+}
+
+# kc_check_duration NAME VALUE : dies unless VALUE is a Go duration like 300s or 5m.
+kc_check_duration() {
+  [[ $2 =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]] || kc_die "$1 must be a duration like 300s or 5m, not '$2'"
 }

@@ -5,6 +5,9 @@
 # Inputs: NODE_NAME (the node the token is for; only used in the token's description),
 #         TOKEN_TTL (a Go duration, e.g. 1h), optional KUBECONFIG (default
 #         /etc/kubernetes/admin.conf).
+#         Optional CERTIFICATE_KEY (64 hex digits; a control plane is about to join): first the
+#         control-plane certificates are uploaded again under that key (the uploaded copy expires
+#         after 2 hours). The key is a secret: never printed.
 # Stdout: exactly one line of JSON, {"token":"abcdef.0123456789abcdef","caCertHash":"sha256:<64 hex>"}.
 #         It is a secret: the caller marks stdout secret.
 set -euo pipefail
@@ -16,6 +19,17 @@ KC_STEP=mint-token
 
 : "${NODE_NAME:?NODE_NAME is required (the node the token is for)}"
 : "${TOKEN_TTL:?TOKEN_TTL is required (e.g. 1h)}"
+CERTIFICATE_KEY=${CERTIFICATE_KEY:-}
+# Never echo the key itself, not even a malformed one.
+[[ -z $CERTIFICATE_KEY || $CERTIFICATE_KEY =~ ^[0-9a-fA-F]{64}$ ]] ||
+  kc_die "CERTIFICATE_KEY must be 64 hex digits (32 bytes; the value is not shown: it is a secret)"
+
+# kc_upload_certs : one upload of the control-plane certificates (kubeadm-certs Secret), encrypted
+# with CERTIFICATE_KEY. A function, so that kc_retry's messages never show the key.
+kc_upload_certs() {
+  kubeadm init phase upload-certs --upload-certs --certificate-key "$CERTIFICATE_KEY" \
+    --skip-certificate-key-print </dev/null >&2
+}
 
 kc_mint_token_main() {
   export KUBECONFIG=${KUBECONFIG:-$KC_ROOT/etc/kubernetes/admin.conf}
@@ -25,6 +39,10 @@ kc_mint_token_main() {
   [[ -f $KUBECONFIG ]] || kc_die "no kubeconfig at $KUBECONFIG: is this the initialised control plane?"
   [[ -f $ca ]] || kc_die "no cluster CA at $ca: is this the initialised control plane?"
 
+  if [[ -n $CERTIFICATE_KEY ]]; then
+    kc_log "uploading the control-plane certificates for the join of $NODE_NAME (the uploaded copy expires after 2 hours)"
+    kc_retry 5 kc_upload_certs || kc_die "kubeadm init phase upload-certs failed (its output is above)"
+  fi
   kc_log "creating a bootstrap token for $NODE_NAME (ttl $TOKEN_TTL)"
   output=$(kc_retry 5 kubeadm token create --ttl "$TOKEN_TTL" \
     --description "kubeadm-cluster join of $NODE_NAME") || kc_die "kubeadm token create failed"

@@ -19,6 +19,17 @@
 #   PAUSE_IMAGE             the sandbox image containerd pins, e.g. registry.k8s.io/pause:3.10.1
 #   REGISTRY_MIRRORS        optional; one "registry=https://mirror[,https://mirror2]" per line,
 #                           written as /etc/containerd/certs.d/<registry>/hosts.toml
+#   API_ENDPOINT_NAME       optional; the DNS name of the cluster's controlPlaneEndpoint, mapped in
+#                           /etc/hosts (one managed line, see kc_set_hosts_entry) to:
+#   API_ENDPOINT_IP         the address the node uses once it is in the cluster (required with a
+#                           name): used when /etc/kubernetes/kubelet.conf exists;
+#   API_ENDPOINT_BOOTSTRAP_IP  optional (default API_ENDPOINT_IP); the address before the node has
+#                           joined or been initialised (a control plane about to join reaches the
+#                           first control plane, not itself through the load balancer's hairpin).
+#
+# A node already in a cluster (kubelet.conf exists) never gets other Kubernetes packages here:
+# version changes are the upgrade step's (upgrade-node.sh). Its apt source list does follow the
+# configured minor, so that the upgrade step finds the new packages.
 # Stdout: nothing.
 set -euo pipefail
 if ! declare -F kc_log >/dev/null 2>&1; then
@@ -36,6 +47,16 @@ KC_STEP=prepare-node
 : "${RUNC_RELEASE_URL:?RUNC_RELEASE_URL is required}"
 : "${PAUSE_IMAGE:?PAUSE_IMAGE is required (e.g. registry.k8s.io/pause:3.10.1)}"
 REGISTRY_MIRRORS=${REGISTRY_MIRRORS:-}
+API_ENDPOINT_NAME=${API_ENDPOINT_NAME:-}
+API_ENDPOINT_IP=${API_ENDPOINT_IP:-}
+API_ENDPOINT_BOOTSTRAP_IP=${API_ENDPOINT_BOOTSTRAP_IP:-$API_ENDPOINT_IP}
+if [[ -n $API_ENDPOINT_NAME ]]; then
+  : "${API_ENDPOINT_IP:?API_ENDPOINT_IP is required when API_ENDPOINT_NAME is set}"
+  kc_is_hostname "$API_ENDPOINT_NAME" || kc_die "API_ENDPOINT_NAME '$API_ENDPOINT_NAME' is not a valid host name"
+  kc_is_ip "$API_ENDPOINT_IP" || kc_die "API_ENDPOINT_IP '$API_ENDPOINT_IP' is not an IPv4 or IPv6 address"
+  kc_is_ip "$API_ENDPOINT_BOOTSTRAP_IP" ||
+    kc_die "API_ENDPOINT_BOOTSTRAP_IP '$API_ENDPOINT_BOOTSTRAP_IP' is not an IPv4 or IPv6 address"
+fi
 
 KC_BASE_PACKAGES=(apt-transport-https ca-certificates curl gpg conntrack socat ebtables ethtool)
 KC_K8S_PACKAGES=(kubelet kubeadm kubectl)
@@ -43,27 +64,8 @@ KC_K8S_PACKAGES=(kubelet kubeadm kubectl)
 #: (bridge, portmap, loopback ...) in /opt/cni/bin that Flannel relies on, and crictl.
 KC_K8S_EXTRA_PACKAGES=(kubernetes-cni cri-tools)
 KC_KEYRING=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
-KC_APT_UPDATED=0
 #: Marks the files this script owns in /etc/containerd/certs.d (stale ones are removed).
 KC_MANAGED_MARK='# Written by kubeadm-cluster'
-
-# kc_pkg_version PACKAGE : the installed version of PACKAGE, or nothing when it is not installed.
-kc_pkg_version() {
-  local out
-  # shellcheck disable=SC2016 # dpkg-query's format, not a shell expansion
-  out=$(dpkg-query -W -f='${db:Status-Status} ${Version}\n' "$1" 2>/dev/null) || return 0
-  if [[ $out == "installed "* ]]; then
-    printf '%s\n' "${out#installed }"
-  fi
-}
-
-kc_apt_update_once() {
-  if ((!KC_APT_UPDATED)); then
-    kc_log "apt-get update"
-    kc_apt_get update
-    KC_APT_UPDATED=1
-  fi
-}
 
 # kc_verify_sha256 FILE SUMS : FILE's sha256 must be the one SUMS (sha256sum format) lists for it.
 kc_verify_sha256() {
@@ -76,6 +78,18 @@ kc_verify_sha256() {
     kc_die "checksum mismatch for $name: expected $expected, got $actual (corrupt download or bad mirror)"
   fi
   kc_log "verified the sha256 of $name"
+}
+
+# kc_prepare_api_endpoint : API_ENDPOINT_NAME in /etc/hosts: the bootstrap address until the node
+# is in the cluster, the final one after (kubeadm-join.sh switches it right after the join).
+kc_prepare_api_endpoint() {
+  [[ -n $API_ENDPOINT_NAME ]] || return 0
+  if [[ -f $KC_ROOT/etc/kubernetes/kubelet.conf ]]; then
+    kc_set_hosts_entry "$API_ENDPOINT_NAME" "$API_ENDPOINT_IP"
+  else
+    kc_log "$NODE_NAME is not in a cluster yet: $API_ENDPOINT_NAME resolves to the bootstrap address"
+    kc_set_hosts_entry "$API_ENDPOINT_NAME" "$API_ENDPOINT_BOOTSTRAP_IP"
+  fi
 }
 
 kc_prepare_swap() {
@@ -338,14 +352,16 @@ EOF
 
   local -a install=()
   local package version
-  # A node that is already in a cluster keeps its Kubernetes version: changing kubelet or
-  # kubeadm behind the control plane's back breaks the version-skew policy. Upgrades are
-  # `kubeadm upgrade`'s job, control plane first, one node at a time.
+  # A node that is already in a cluster keeps its Kubernetes packages here: changing kubelet or
+  # kubeadm behind the control plane's back breaks the version-skew policy. Version changes are
+  # the upgrade step's (upgrade-node.sh: kubeadm upgrade, control plane first, one node at a
+  # time); the source list above already points at the new minor for it.
   if [[ -f $KC_ROOT/etc/kubernetes/kubelet.conf ]]; then
     version=$(kc_pkg_version kubeadm)
     if [[ -n $version && $version != "$K8S_VERSION"-* ]]; then
-      kc_warn "node $NODE_NAME is in a cluster at kubeadm $version: not changing it to $K8S_VERSION" \
-        "(upgrade with kubeadm upgrade, control plane first)"
+      kc_warn "node $NODE_NAME is in a cluster at kubeadm $version: node prep is not changing it to" \
+        "$K8S_VERSION (version changes are the upgrade step's, upgrade-node.sh; the apt source list" \
+        "already points at ${K8S_APT_REPO%/}/ for it)"
       return 0
     fi
   fi
@@ -395,6 +411,7 @@ kc_prepare_main() {
   printf -v hook 'rm -rf -- %q' "$workdir"
   kc_on_exit "$hook"
 
+  kc_prepare_api_endpoint
   kc_prepare_swap
   kc_prepare_modules
   kc_prepare_sysctl
