@@ -11,7 +11,7 @@ from components.addons import Addons, AddonsArgs
 from components.bootstrap import KubeadmCluster, KubeadmClusterArgs
 from components.config import ConfigError, load_settings
 from components.machines.existing import ExistingMachines, ExistingMachinesArgs
-from components.machines.gcp import GcpMachines, GcpMachinesArgs
+from components.machines.gcp import SSH_USER, GcpMachines, GcpMachinesArgs
 from components.nodes import plan_nodes
 
 # 1. Config: read once, validated before any resource is registered.
@@ -32,6 +32,10 @@ if config.provider == "gcp":
         prefix, GcpMachinesArgs(config=config, gcp=settings.gcp, nodes=nodes, prefix=prefix)
     )
     hosts, endpoints = machines.machines, machines.endpoints
+    # Break-glass access: the first control plane is the SSH jump host of every other node.
+    pulumi.export("sshHost", machines.ssh_host)
+    pulumi.export("sshUser", SSH_USER)
+    pulumi.export("sshPrivateKey", machines.ssh_private_key)
 else:
     secret_key = pulumi.Config("kubeadm-cluster").require_secret("sshPrivateKey")
     own = ExistingMachines(prefix, ExistingMachinesArgs(config=config, nodes=nodes, ssh_private_key=secret_key))

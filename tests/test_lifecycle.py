@@ -113,6 +113,7 @@ def test_ha_ssh_moves_to_its_own_address_and_the_kubeconfig_uses_the_load_balanc
     kubeconfig = yaml.safe_load(plan.outputs["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{public}:6443"
     assert plan.outputs["controlPlaneEndpoint"] == f"https://{public}:6443"
+    assert plan.outputs["sshHost"] == ssh, "the exported SSH host must be the jump host, not the API LB"
 
 
 def test_single_control_plane_builds_no_load_balancer() -> None:

@@ -194,7 +194,9 @@ def test_secrets_are_secret() -> None:
             assert "stdin" in command.secret_inputs, f"{name}'s stdin carries a token and is not secret"
     provider = plan.of_type("pulumi:providers:kubernetes")
     assert len(provider) == 1 and "kubeconfig" in provider[0].secret_inputs, "provider kubeconfig is not secret"
-    assert {"kubeconfig", "joinCommand"} <= plan.secret_outputs, plan.secret_outputs
+    assert {"kubeconfig", "joinCommand", "sshPrivateKey"} <= plan.secret_outputs, plan.secret_outputs
+    assert "PRIVATE KEY" in plan.outputs["sshPrivateKey"] and plan.outputs["sshUser"] == "kubeadm"
+    assert plan.outputs["sshHost"] == plan.named("dev-api-public").outputs["address"]
     assert "controlPlaneEndpoint" not in plan.secret_outputs
 
 
