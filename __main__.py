@@ -13,6 +13,7 @@ from components.config import ConfigError, load_settings
 from components.machines.existing import ExistingMachines, ExistingMachinesArgs
 from components.machines.gcp import SSH_USER, GcpMachines, GcpMachinesArgs
 from components.nodes import plan_nodes
+from components.version_gate import VersionGate, VersionGateArgs
 
 # 1. Config: read once, validated before any resource is registered.
 try:
@@ -24,6 +25,9 @@ for warning in settings.warnings:
 config = settings.cluster
 prefix = settings.name_prefix
 nodes = plan_nodes(config, settings.stack)
+# ... and across runs: a kubernetesVersion change must be one kubeadm can upgrade (checked at
+# preview against the version this stack deployed; nothing runs before it passes).
+version_gate = VersionGate(prefix, VersionGateArgs(kubernetes_version=config.kubernetes_version))
 
 # 2. Machines.
 if config.provider == "gcp":
@@ -43,7 +47,8 @@ else:
 
 # 3. Bootstrap.
 cluster = KubeadmCluster(
-    prefix, KubeadmClusterArgs(config=config, cluster_name=prefix, machines=hosts, endpoints=endpoints)
+    prefix,
+    KubeadmClusterArgs(config=config, cluster_name=prefix, machines=hosts, endpoints=endpoints, gate=version_gate.record),
 )
 
 # 4. Add-ons, on a Kubernetes provider made from the cluster's kubeconfig.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -59,6 +59,8 @@ class KubeadmClusterArgs(TypedDict):
     #: node name -> machine, control planes first (the plan's order).
     machines: Mapping[str, Machine]
     endpoints: Endpoints
+    #: What must pass before any node is touched (the preview-time version gate).
+    gate: NotRequired[pulumi.Resource]
 
 
 def node_env(config: ClusterConfig, node_name: str) -> dict[str, str]:
@@ -183,7 +185,7 @@ class KubeadmCluster(pulumi.ComponentResource):
             first,
             "check-version.sh",
             {"K8S_VERSION": config.kubernetes_version},
-            [],
+            [args["gate"]] if "gate" in args else [],
             on_change_only=True,
         )
 

@@ -1,0 +1,99 @@
+"""The preview-time kubernetesVersion gate: a dynamic resource whose provider refuses a skip or a downgrade.
+
+The provider is taken from the program's registration (the serialized ``__provider`` input the
+engine stores) and run in a separate interpreter that cannot import this project, the way the
+engine's Python dynamic-provider host runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import stack_config
+from tools.mock_engine import Plan, run_program
+
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+HOST = r"""
+import base64, importlib.util, json, sys
+import dill
+assert importlib.util.find_spec("components") is None, "the provider host must not see the project"
+provider = dill.loads(base64.b64decode(sys.argv[1]))
+results = []
+for old, new in json.loads(sys.argv[2]):
+    olds = {"kubernetesVersion": old} if old else {}
+    result = provider.check(olds, {"kubernetesVersion": new})
+    diff = provider.diff("id", olds, {"kubernetesVersion": new})
+    results.append({"failures": [[f.property, f.reason] for f in result.failures], "changes": diff.changes,
+                    "replaces": diff.replaces, "inputs": result.inputs})
+print(json.dumps(results))
+"""
+
+
+@cache
+def _plan() -> Plan:
+    plan = run_program(stack_config(), stack="dev")
+    assert plan.error is None, plan.error
+    return plan
+
+
+def _check(tmp_path: Path, cases: list[tuple[str | None, str]]) -> list[dict]:
+    gate = _plan().named("dev-kubernetes-version")
+    provider = gate.input("__provider")
+    assert isinstance(provider, str) and provider, "the dynamic resource carries no serialized provider"
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", HOST, provider, json.dumps(cases)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, f"the provider does not load outside the project:\n{result.stderr}"
+    return json.loads(result.stdout)
+
+
+def test_the_gate_is_registered_with_the_configured_version_and_guards_the_nodes() -> None:
+    plan = _plan()
+    gate = plan.named("dev-kubernetes-version")
+    assert gate.type == DYNAMIC and gate.input("kubernetesVersion") == "1.36.4"
+    check = plan.named("dev-cp-0-version-check")
+    assert gate.urn in plan.ancestors_depend(check), "the node-side version check must come after the gate"
+    prepare = plan.named("dev-general-0-prepare")
+    assert gate.urn in plan.ancestors_depend(prepare), "no node may be touched before the gate passes"
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [(None, "1.36.4"), ("1.36.4", "1.36.4"), ("1.36.4", "1.36.5"), ("1.35.2", "1.36.0"), ("1.35.9", "1.36.4")],
+    ids=["first deployment", "unchanged", "patch", "next minor", "next minor, lower patch"],
+)
+def test_the_gate_lets_kubeadm_upgrades_through(tmp_path: Path, old: str | None, new: str) -> None:
+    (result,) = _check(tmp_path, [(old, new)])
+    assert result["failures"] == [], result
+    assert result["replaces"] == [], "the gate is updated in place, never replaced"
+    assert result["changes"] == (old != new)
+
+
+@pytest.mark.parametrize(
+    "old,new,expected",
+    [
+        ("1.35.2", "1.37.0", ["skips a minor version", "runs 1.35.2", "1.36.x release first"]),
+        ("1.36.4", "1.36.3", ["older than 1.36.4", "cannot downgrade", "back to 1.36.4"]),
+        ("1.36.4", "1.35.9", ["older than 1.36.4", "cannot downgrade"]),
+        ("1.36.4", "2.0.0", ["skips a minor version"]),
+    ],
+    ids=["minor skipped", "patch downgrade", "minor downgrade", "major jump"],
+)
+def test_the_gate_refuses_a_skip_or_a_downgrade_naming_the_field(
+    tmp_path: Path, old: str, new: str, expected: list[str]
+) -> None:
+    (result,) = _check(tmp_path, [(old, new)])
+    assert len(result["failures"]) == 1, f"{old} -> {new} was not refused: {result}"
+    field, reason = result["failures"][0]
+    assert field == "kubernetesVersion"
+    assert "kubeadm-cluster:kubernetesVersion" in reason and new in reason, reason
+    for text in expected:
+        assert text in reason, f"{text!r} missing from: {reason}"
