@@ -361,3 +361,15 @@ def test_growing_from_one_to_three_control_planes_keeps_the_first_one() -> None:
     assert _docs(_commands(single)["dev-cp-0-init"])[1]["controlPlaneEndpoint"] == "api.dev.internal:6443"
     for i in range(3):
         assert _env(_commands(single)[f"dev-general-{i}-prepare"])["API_ENDPOINT_NAME"] == "api.dev.internal"
+
+
+def test_adding_a_worker_to_an_ha_stack_touches_no_control_plane() -> None:
+    more = run_program(stack_config(controlPlane={"count": 3}, workerPools=[{**POOL, "count": 4}]), stack="dev")
+    assert more.error is None, more.error
+    before, after = _run("ha").by_urn(), more.by_urn()
+    added = sorted(after[u].name for u in set(after) - set(before))
+    assert all(name.startswith(("dev-general-3", "dev-nodes-dev-general-3")) for name in added), added
+    changed = sorted(before[u].name for u in before if before[u].inputs != after[u].inputs)
+    # Ceph's spec follows the storage nodes; the load balancer and every control-plane step stay.
+    # (3 -> 4 storage nodes: the pool keeps 3 replicas, only the CephCluster spec changes.)
+    assert changed == ["dev-rook-cluster"], changed
