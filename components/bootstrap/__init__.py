@@ -292,32 +292,39 @@ class KubeadmCluster(pulumi.ComponentResource):
         )
         self.node_ready = {first.node.name: init}
 
-        # 6. ... and the other control planes join one at a time (etcd grows by one member per
-        #    join): a token minted and the certificates re-uploaded (they expire after 2 hours)
-        #    right before each join; discovery goes straight to the first control plane.
-        previous_join: pulumi.Resource = init
-        for machine in control_planes:
+        def join_node(
+            machine: Machine,
+            discovery: pulumi.Input[str],
+            after: list[pulumi.Resource],
+            token_env: Mapping[str, pulumi.Input[str]],
+            join_env: Mapping[str, pulumi.Input[str]],
+            control_plane_taints: list[dict[str, str]] | None = None,
+        ) -> remote.Command:
+            """A token minted on the first control plane for this node alone, then its kubeadm
+            join with the CA pinned (``discovery``: where it fetches the cluster's info)."""
             node_name = machine.node.name
+            # Only a control plane needs the key (to fetch the uploaded certificates).
+            key = (self.certificate_key if machine.node.is_control_plane else None) or ""
             token = run(
                 f"{node_name}-join-token",
                 first,
                 "mint-token.sh",
-                {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL, **certificate_env},
-                [previous_join, previous_upgrade],
+                {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL, **token_env},
+                after,
                 secret_stdout=True,
             )
             join_config = pulumi.Output.secret(
                 pulumi.Output.all(
-                    token.stdout.apply(parse_token), machine.internal_ip, first.internal_ip, self.certificate_key or ""
+                    token.stdout.apply(parse_token), machine.internal_ip, discovery, key
                 ).apply(
-                    lambda values, node=machine.node: kubeadm_config.join_configuration(
-                        node,
+                    lambda values: kubeadm_config.join_configuration(
+                        machine.node,
                         node_ip=values[1],
                         internal_endpoint=values[2],
                         token=values[0]["token"],
                         ca_cert_hash=values[0]["caCertHash"],
-                        certificate_key=values[3],
-                        taints=kubeadm_config.control_plane_taints(config),
+                        certificate_key=values[3] or None,
+                        taints=control_plane_taints,
                     )
                 )
             )
@@ -325,16 +332,28 @@ class KubeadmCluster(pulumi.ComponentResource):
                 f"{node_name}-join",
                 machine,
                 "kubeadm-join.sh",
-                {
-                    "NODE_NAME": node_name,
-                    "KUBEADM_CONFIG": join_config,
-                    "CONTROL_PLANE": "1",
-                    **endpoint_env(endpoints, machine.internal_ip),
-                },
+                {"NODE_NAME": node_name, "KUBEADM_CONFIG": join_config, **join_env},
                 [prepared[node_name], token],
+                # A server you own stays behind when it leaves the stack: reset it. A VM is deleted.
                 delete=None if machine.resource is not None else RESET_ON_DELETE,
             )
             self.node_ready[node_name] = join
+            return join
+
+        # 6. ... and the other control planes join one at a time (etcd grows by one member per
+        #    join): a token minted and the certificates re-uploaded (they expire after 2 hours)
+        #    right before each join; discovery goes straight to the first control plane.
+        previous_join: pulumi.Resource = init
+        for machine in control_planes:
+            node_name = machine.node.name
+            join = join_node(
+                machine,
+                first.internal_ip,
+                [previous_join, previous_upgrade],
+                certificate_env,
+                {"CONTROL_PLANE": "1", **endpoint_env(endpoints, machine.internal_ip)},
+                kubeadm_config.control_plane_taints(config),
+            )
             previous_join = join
             previous_upgrade = run(
                 f"{node_name}-upgrade",
@@ -351,47 +370,20 @@ class KubeadmCluster(pulumi.ComponentResource):
                 join,
             )
 
-        # 7. Each worker: a token minted for it alone, then kubeadm join with the CA pinned. A new
-        #    worker joins after the control planes' upgrades (a kubelet never outruns the API).
+        # 7. Each worker, all in parallel, through the API endpoint. A new worker joins after the
+        #    control planes' upgrades (a kubelet never outruns the API server).
         for machine in workers:
-            node_name = machine.node.name
-            token = run(
-                f"{node_name}-join-token",
-                first,
-                "mint-token.sh",
-                {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL},
-                [init, previous_upgrade],
-                secret_stdout=True,
-            )
-            join_config = pulumi.Output.secret(
-                pulumi.Output.all(token.stdout.apply(parse_token), machine.internal_ip, endpoints.internal).apply(
-                    lambda values, node=machine.node: kubeadm_config.join_configuration(
-                        node,
-                        node_ip=values[1],
-                        internal_endpoint=values[2],
-                        token=values[0]["token"],
-                        ca_cert_hash=values[0]["caCertHash"],
-                    )
-                )
-            )
-            join = run(
-                f"{node_name}-join",
+            join = join_node(
                 machine,
-                "kubeadm-join.sh",
-                {
-                    "NODE_NAME": node_name,
-                    "KUBEADM_CONFIG": join_config,
-                    **endpoint_env(endpoints, endpoints.internal),
-                },
-                [prepared[node_name], token],
-                # A server you own stays behind when it leaves the stack: reset it. A VM is deleted.
-                delete=None if machine.resource is not None else RESET_ON_DELETE,
+                endpoints.internal,
+                [init, previous_upgrade],
+                {},
+                endpoint_env(endpoints, endpoints.internal),
             )
-            self.node_ready[node_name] = join
             leave(
-                f"{node_name}-membership",
+                f"{machine.node.name}-membership",
                 "remove-node.sh",
-                {"NODE_NAME": node_name, "DRAIN_TIMEOUT": drain_timeout},
+                {"NODE_NAME": machine.node.name, "DRAIN_TIMEOUT": drain_timeout},
                 join,
             )
 
