@@ -1,0 +1,69 @@
+"""The program's own bundles, run in the node sandbox: the Python side and the scripts agree.
+
+The mock run of an HA stack gives the exact stdin each remote step would receive; running it
+with ``bash -s`` in the sandbox of tests/test_scripts.py checks that every variable the program
+sends is one the scripts read, and that the endpoint name resolves as designed on a joining
+control plane: to the first control plane while it joins, to itself once joined.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from tests.conftest import stack_config
+from tests.test_scripts import Sandbox, _explain, node, sandbox  # noqa: F401  (pytest fixtures)
+from tools.mock_engine import Plan, run_program
+
+HOSTS_MARK = "# kubeadm-cluster API endpoint"
+
+
+@cache
+def _plan() -> Plan:
+    plan = run_program(stack_config(controlPlane={"count": 3}, workerPools=[{"name": "general", "count": 1}],
+                                    rook={"enabled": False}), stack="dev")
+    assert plan.error is None, plan.error
+    return plan
+
+
+def _stdin(name: str) -> str:
+    return str(_plan().named(name).input("stdin"))
+
+
+def _ip(name: str) -> str:
+    return str(_plan().named(name).outputs["networkInterfaces"][0]["networkIp"])
+
+
+def _hosts_line(box: Sandbox) -> str:
+    lines = [line for line in box.path("/etc/hosts").read_text().splitlines() if "api.dev.internal" in line]
+    assert len(lines) == 1, f"expected one hosts entry for the endpoint name: {lines}"
+    return lines[0]
+
+
+def test_a_joining_control_plane_resolves_the_endpoint_to_the_first_then_to_itself(node: Sandbox) -> None:  # noqa: F811
+    prepare = node.run([], bundle=_stdin("dev-cp-1-prepare"))
+    assert prepare.rc == 0, f"the program's prepare bundle failed in the sandbox:\n{_explain(prepare)}"
+    assert _hosts_line(node).split()[:2] == [_ip("dev-cp-0"), "api.dev.internal"], _hosts_line(node)
+    join = node.run([], bundle=_stdin("dev-cp-1-join"))
+    assert join.rc == 0, f"the program's join bundle failed in the sandbox:\n{_explain(join)}"
+    assert any(call.startswith("kubeadm join --config") for call in join.calls), join.calls
+    assert _hosts_line(node).split()[:2] == [_ip("dev-cp-1"), "api.dev.internal"], _hosts_line(node)
+    assert HOSTS_MARK in _hosts_line(node)
+    key = str(_plan().named("dev-certificate-key").outputs["hex"])
+    assert key not in join.stdout + join.stderr, "the join printed the certificate key"
+
+
+def test_a_worker_resolves_the_endpoint_to_the_internal_load_balancer(node: Sandbox) -> None:  # noqa: F811
+    lb = str(_plan().named("dev-api-lb-internal").outputs["address"])
+    for step in ("dev-general-0-prepare", "dev-general-0-join"):
+        result = node.run([], bundle=_stdin(step))
+        assert result.rc == 0, f"{step} failed in the sandbox:\n{_explain(result)}"
+        assert _hosts_line(node).split()[:2] == [lb, "api.dev.internal"], (step, _hosts_line(node))
+
+
+def test_the_first_control_plane_inits_with_the_certificate_upload_and_keeps_the_key_quiet(sandbox: Sandbox) -> None:  # noqa: F811
+    result = sandbox.run([], bundle=_stdin("dev-cp-0-init"))
+    assert result.rc == 0, f"the program's init bundle failed in the sandbox:\n{_explain(result)}"
+    init = [c for c in result.calls if c.startswith("kubeadm init")]
+    assert init and "--upload-certs" in init[0] and "--skip-certificate-key-print" in init[0], init
+    key = str(_plan().named("dev-certificate-key").outputs["hex"])
+    assert key not in result.stdout + result.stderr + "\n".join(result.calls), "the certificate key leaked"
