@@ -8,9 +8,16 @@ taints it by the same name. Names are stable so adding a worker never renames an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from components.config import ClusterConfig, Taint, cluster_name
+from components.config import (
+    ClusterConfig,
+    ControlPlaneConfig,
+    ExistingHost,
+    Taint,
+    WorkerPoolConfig,
+    cluster_name,
+)
 from components.hardware import lookup_machine_type
 
 CONTROL_PLANE_POOL = "control-plane"
@@ -58,23 +65,13 @@ def plan_nodes(config: ClusterConfig, stack: str) -> list[NodeSpec]:
         return _existing_nodes(config, prefix)
     nodes: list[NodeSpec] = []
     cp = config.control_plane
-    cp_spec = lookup_machine_type(cp.machine_type)
     for i in range(cp.count):
         nodes.append(
             NodeSpec(
-                name=f"{prefix}-cp-{i}",
-                role="control-plane",
-                pool=CONTROL_PLANE_POOL,
-                index=i,
-                machine_type=cp.machine_type,
-                disk_size_gb=cp.disk_size_gb,
-                storage_disk_size_gb=cp.storage_disk_size_gb,
-                storage_device=GCP_STORAGE_DEVICE if cp.storage_disk_size_gb else "",
-                arch=cp_spec.arch if cp_spec else "x86_64",
+                name=f"{prefix}-cp-{i}", role="control-plane", pool=CONTROL_PLANE_POOL, index=i, **_vm_fields(cp)
             )
         )
     for pool in config.worker_pools:
-        spec = lookup_machine_type(pool.machine_type)
         for i in range(pool.count):
             nodes.append(
                 NodeSpec(
@@ -82,16 +79,35 @@ def plan_nodes(config: ClusterConfig, stack: str) -> list[NodeSpec]:
                     role="worker",
                     pool=pool.name,
                     index=i,
-                    machine_type=pool.machine_type,
-                    disk_size_gb=pool.disk_size_gb,
-                    storage_disk_size_gb=pool.storage_disk_size_gb,
-                    storage_device=GCP_STORAGE_DEVICE if pool.storage_disk_size_gb else "",
-                    arch=spec.arch if spec else "x86_64",
                     labels=dict(pool.labels),
                     taints=tuple(pool.taints),
+                    **_vm_fields(pool),
                 )
             )
     return nodes
+
+
+def _vm_fields(group: ControlPlaneConfig | WorkerPoolConfig) -> dict[str, Any]:
+    """What a GCP node takes from its group (the control plane or its pool): the VM's shape."""
+    spec = lookup_machine_type(group.machine_type)
+    return {
+        "machine_type": group.machine_type,
+        "disk_size_gb": group.disk_size_gb,
+        "storage_disk_size_gb": group.storage_disk_size_gb,
+        "storage_device": GCP_STORAGE_DEVICE if group.storage_disk_size_gb else "",
+        "arch": spec.arch if spec else "x86_64",
+    }
+
+
+def _host_fields(host: ExistingHost) -> dict[str, Any]:
+    """What an existing node takes from its host entry: how to reach it, its IP, its Ceph device."""
+    return {
+        "storage_device": host.storage_device,
+        "address": host.address,
+        "internal_ip": host.node_ip,
+        "ssh_user": host.user,
+        "ssh_port": host.port,
+    }
 
 
 def _existing_nodes(config: ClusterConfig, prefix: str) -> list[NodeSpec]:
@@ -102,15 +118,7 @@ def _existing_nodes(config: ClusterConfig, prefix: str) -> list[NodeSpec]:
     for i, host in enumerate(hosts.control_plane):
         nodes.append(
             NodeSpec(
-                name=f"{prefix}-cp-{i}",
-                role="control-plane",
-                pool=CONTROL_PLANE_POOL,
-                index=i,
-                storage_device=host.storage_device,
-                address=host.address,
-                internal_ip=host.node_ip,
-                ssh_user=host.user,
-                ssh_port=host.port,
+                name=f"{prefix}-cp-{i}", role="control-plane", pool=CONTROL_PLANE_POOL, index=i, **_host_fields(host)
             )
         )
     counters: dict[str, int] = {}
@@ -124,13 +132,9 @@ def _existing_nodes(config: ClusterConfig, prefix: str) -> list[NodeSpec]:
                 role="worker",
                 pool=pool.name,
                 index=index,
-                storage_device=host.storage_device,
                 labels=dict(pool.labels),
                 taints=tuple(pool.taints),
-                address=host.address,
-                internal_ip=host.node_ip,
-                ssh_user=host.user,
-                ssh_port=host.port,
+                **_host_fields(host),
             )
         )
     return nodes
