@@ -15,6 +15,7 @@ import yaml
 
 from components.machines.gcp import HEALTH_CHECK_RANGES
 from tests.conftest import stack_config
+from tests.test_program import _commands, _depends_on
 from tools.mock_engine import Plan, Registered, run_program
 
 COMMAND = "command:remote:Command"
@@ -41,14 +42,6 @@ def _run(key: str) -> Plan:
     plan = run_program(stacks[key], stack="dev")
     assert plan.error is None, f"stack {key} failed: {plan.error}"
     return plan
-
-
-def _commands(plan: Plan) -> dict[str, Registered]:
-    return {r.name: r for r in plan.of_type(COMMAND)}
-
-
-def _waits_for(plan: Plan, resource: Registered, other: Registered) -> bool:
-    return other.urn in plan.ancestors_depend(resource)
 
 
 def _env(command: Registered) -> dict[str, str]:
@@ -80,14 +73,14 @@ def test_ha_load_balancers_front_every_control_plane_on_6443() -> None:
     assert set(backends) == {"INTERNAL", "EXTERNAL"}
     for backend in backends.values():
         assert backend.input("protocol") == "TCP" and backend.input("healthChecks"), backend.inputs
-        assert _waits_for(plan, backend, health) and _waits_for(plan, backend, group)
+        assert _depends_on(plan, backend, health) and _depends_on(plan, backend, group)
     rules = {r.input("loadBalancingScheme"): r for r in plan.of_type(RULE)}
     internal_ip = plan.named("dev-api-lb-internal").outputs["address"]
     public_ip = plan.named("dev-api-public").outputs["address"]
     assert rules["INTERNAL"].input("ipAddress") == internal_ip and rules["INTERNAL"].input("ports") == ["6443"]
     assert rules["EXTERNAL"].input("ipAddress") == public_ip and rules["EXTERNAL"].input("portRange") == "6443"
     # The public address was the first control plane's before HA: its VM lets go of it first.
-    assert _waits_for(plan, rules["EXTERNAL"], plan.named("dev-cp-0"))
+    assert _depends_on(plan, rules["EXTERNAL"], plan.named("dev-cp-0"))
 
 
 def test_ha_firewall_admits_only_health_checkers_and_admins_to_the_api() -> None:
@@ -154,8 +147,8 @@ def test_ha_control_planes_join_one_at_a_time_after_a_fresh_cert_upload() -> Non
         token, join = commands[f"{node}-join-token"], commands[f"{node}-join"]
         assert _env(token)["CERTIFICATE_KEY"] == key, f"{node}: certs must be re-uploaded right before its join"
         assert "stdin" in token.secret_inputs and "stdout" in token.additional_secret_outputs
-        assert _waits_for(plan, token, commands[previous]), f"{node}'s join must wait for {previous}"
-        assert _waits_for(plan, join, token)
+        assert _depends_on(plan, token, commands[previous]), f"{node}'s join must wait for {previous}"
+        assert _depends_on(plan, join, token)
         doc = _docs(join)[0]
         assert doc["controlPlane"]["certificateKey"] == key
         node_ip = plan.named(node).outputs["networkInterfaces"][0]["networkIp"]
@@ -241,7 +234,7 @@ def test_lowering_control_planes_removes_their_etcd_members_before_their_vms() -
         assert "member remove" in delete and "quorum" in delete, "a leaving control plane must leave etcd"
         assert f"NODE_NAME=dev-cp-{i}" in delete and "FIRST_NODE_NAME=dev-cp-0" in delete
         assert membership.input("connection")["host"] == commands["dev-cp-0-init"].input("connection")["host"]
-        assert _waits_for(five, membership, five.named(f"dev-cp-{i}")), "etcd member removal must precede the VM deletion"
+        assert _depends_on(five, membership, five.named(f"dev-cp-{i}")), "etcd member removal must precede the VM deletion"
     group = five.named("dev-api-control-planes")
     assert len(group.input("instances")) == 5 and len(three.named("dev-api-control-planes").input("instances")) == 3
 
@@ -292,7 +285,7 @@ def test_upgrade_order_control_planes_then_workers_one_at_a_time() -> None:
     commands = _commands(plan)
 
     def before(first: str, second: str) -> None:
-        assert _waits_for(plan, commands[second], commands[first]), f"{second} must wait for {first}"
+        assert _depends_on(plan, commands[second], commands[first]), f"{second} must wait for {first}"
 
     before("dev-cp-0-version-check", "dev-cp-0-prepare")
     before("dev-cp-0-version-check", "dev-general-3-prepare")
@@ -313,7 +306,7 @@ def test_upgrade_order_control_planes_then_workers_one_at_a_time() -> None:
     )
     assert _env(drain)["ACTION"] == "drain" and _env(drain)["DRAIN_TIMEOUT"] == "5m"
     # A new worker joins only after the control plane is upgraded (kubelet never newer than the API).
-    assert _waits_for(plan, commands["dev-general-0-join-token"], commands["dev-cp-0-upgrade"])
+    assert _depends_on(plan, commands["dev-general-0-join-token"], commands["dev-cp-0-upgrade"])
 
 
 def test_worker_batches_upgrade_in_lanes() -> None:
@@ -321,9 +314,9 @@ def test_worker_batches_upgrade_in_lanes() -> None:
     commands = _commands(plan)
     drain = {i: commands[f"dev-general-{i}-upgrade-drain"] for i in range(4)}
     uncordon = {i: commands[f"dev-general-{i}-upgrade-uncordon"] for i in range(4)}
-    assert not _waits_for(plan, drain[1], uncordon[0]), "batch size 2: the first two workers go together"
-    assert _waits_for(plan, drain[2], uncordon[0]) and _waits_for(plan, drain[3], uncordon[1])
-    assert not _waits_for(plan, drain[3], uncordon[2])
+    assert not _depends_on(plan, drain[1], uncordon[0]), "batch size 2: the first two workers go together"
+    assert _depends_on(plan, drain[2], uncordon[0]) and _depends_on(plan, drain[3], uncordon[1])
+    assert not _depends_on(plan, drain[3], uncordon[2])
 
 
 def test_a_minor_bump_switches_the_package_repository_and_upgrades_control_planes_in_turn() -> None:
@@ -335,9 +328,9 @@ def test_a_minor_bump_switches_the_package_repository_and_upgrades_control_plane
         assert "pkgs.k8s.io/core:/stable:/v1.36/deb/" in commands[f"{node}-prepare"].input("stdin")
     assert "pkgs.k8s.io/core:/stable:/v1.35/deb/" in _commands(before)["dev-cp-0-prepare"].input("stdin")
     assert _env(commands["dev-cp-1-upgrade"])["UPGRADE_ROLE"] == "control-plane"
-    assert _waits_for(after, commands["dev-cp-1-upgrade"], commands["dev-cp-0-upgrade"])
-    assert _waits_for(after, commands["dev-cp-2-upgrade"], commands["dev-cp-1-upgrade"])
-    assert _waits_for(after, commands["dev-general-0-upgrade-drain"], commands["dev-cp-2-upgrade"])
+    assert _depends_on(after, commands["dev-cp-1-upgrade"], commands["dev-cp-0-upgrade"])
+    assert _depends_on(after, commands["dev-cp-2-upgrade"], commands["dev-cp-1-upgrade"])
+    assert _depends_on(after, commands["dev-general-0-upgrade-drain"], commands["dev-cp-2-upgrade"])
     # No join, token or machine re-runs: they are not upgrade steps.
     for name in changed:
         assert not name.endswith(("-join", "-join-token", "-membership")), f"{name} re-runs on a version bump"
