@@ -231,48 +231,59 @@ class Dashboard(pulumi.ComponentResource):
         )
         # Like upstream (which tolerated the old master taint): may run on a control plane.
         control_plane = tolerations([CONTROL_PLANE_TAINT])
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=meta(DASHBOARD_NAME),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
+
+        def one_pod(
+            app: str, container: k8s.core.v1.ContainerArgs, volumes: list[k8s.core.v1.VolumeArgs]
+        ) -> k8s.apps.v1.DeploymentSpecArgs:
+            """One replica of ``container`` (label ``k8s-app: app``) as the Dashboard's
+            ServiceAccount, on Linux, restricted, allowed on a control plane: both upstream pods."""
+            return k8s.apps.v1.DeploymentSpecArgs(
                 replicas=1,
                 revision_history_limit=10,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": DASHBOARD_NAME}),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": app}),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={"k8s-app": DASHBOARD_NAME}),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={"k8s-app": app}),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=DASHBOARD_NAME,
                         security_context=pod_security,
                         node_selector={"kubernetes.io/os": "linux"},
                         tolerations=control_plane,
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=DASHBOARD_NAME,
-                                image=versions.DASHBOARD_IMAGE,
-                                image_pull_policy="IfNotPresent",
-                                args=["--auto-generate-certificates", f"--namespace={ns_name}"],
-                                ports=[k8s.core.v1.ContainerPortArgs(container_port=8443, protocol="TCP")],
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="kubernetes-dashboard-certs", mount_path="/certs"),
-                                    k8s.core.v1.VolumeMountArgs(name="tmp-volume", mount_path="/tmp"),
-                                ],
-                                liveness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=k8s.core.v1.HTTPGetActionArgs(scheme="HTTPS", path="/", port=8443),
-                                    initial_delay_seconds=30,
-                                    timeout_seconds=30,
-                                ),
-                                security_context=restricted,
-                            )
-                        ],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="kubernetes-dashboard-certs",
-                                secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name="kubernetes-dashboard-certs"),
-                            ),
-                            k8s.core.v1.VolumeArgs(name="tmp-volume", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-                        ],
+                        containers=[container],
+                        volumes=volumes,
                     ),
                 ),
+            )
+
+        tmp_volume = k8s.core.v1.VolumeArgs(name="tmp-volume", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta(DASHBOARD_NAME),
+            spec=one_pod(
+                DASHBOARD_NAME,
+                k8s.core.v1.ContainerArgs(
+                    name=DASHBOARD_NAME,
+                    image=versions.DASHBOARD_IMAGE,
+                    image_pull_policy="IfNotPresent",
+                    args=["--auto-generate-certificates", f"--namespace={ns_name}"],
+                    ports=[k8s.core.v1.ContainerPortArgs(container_port=8443, protocol="TCP")],
+                    volume_mounts=[
+                        k8s.core.v1.VolumeMountArgs(name="kubernetes-dashboard-certs", mount_path="/certs"),
+                        k8s.core.v1.VolumeMountArgs(name="tmp-volume", mount_path="/tmp"),
+                    ],
+                    liveness_probe=k8s.core.v1.ProbeArgs(
+                        http_get=k8s.core.v1.HTTPGetActionArgs(scheme="HTTPS", path="/", port=8443),
+                        initial_delay_seconds=30,
+                        timeout_seconds=30,
+                    ),
+                    security_context=restricted,
+                ),
+                [
+                    k8s.core.v1.VolumeArgs(
+                        name="kubernetes-dashboard-certs",
+                        secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name="kubernetes-dashboard-certs"),
+                    ),
+                    tmp_volume,
+                ],
             ),
             opts=pulumi.ResourceOptions.merge(
                 in_ns,
@@ -295,36 +306,21 @@ class Dashboard(pulumi.ComponentResource):
         scraper = k8s.apps.v1.Deployment(
             f"{name}-scraper-deployment",
             metadata=meta(SCRAPER_NAME, scraper_labels),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
-                revision_history_limit=10,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": SCRAPER_NAME}),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels={"k8s-app": SCRAPER_NAME}),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=DASHBOARD_NAME,
-                        security_context=pod_security,
-                        node_selector={"kubernetes.io/os": "linux"},
-                        tolerations=control_plane,
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name=SCRAPER_NAME,
-                                image=versions.DASHBOARD_METRICS_SCRAPER_IMAGE,
-                                ports=[k8s.core.v1.ContainerPortArgs(container_port=8000, protocol="TCP")],
-                                liveness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=k8s.core.v1.HTTPGetActionArgs(scheme="HTTP", path="/", port=8000),
-                                    initial_delay_seconds=30,
-                                    timeout_seconds=30,
-                                ),
-                                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp-volume", mount_path="/tmp")],
-                                security_context=restricted,
-                            )
-                        ],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(name="tmp-volume", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
-                        ],
+            spec=one_pod(
+                SCRAPER_NAME,
+                k8s.core.v1.ContainerArgs(
+                    name=SCRAPER_NAME,
+                    image=versions.DASHBOARD_METRICS_SCRAPER_IMAGE,
+                    ports=[k8s.core.v1.ContainerPortArgs(container_port=8000, protocol="TCP")],
+                    liveness_probe=k8s.core.v1.ProbeArgs(
+                        http_get=k8s.core.v1.HTTPGetActionArgs(scheme="HTTP", path="/", port=8000),
+                        initial_delay_seconds=30,
+                        timeout_seconds=30,
                     ),
+                    volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp-volume", mount_path="/tmp")],
+                    security_context=restricted,
                 ),
+                [tmp_volume],
             ),
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[sa])),
         )
