@@ -14,6 +14,7 @@ function (serialized by value) and uses nothing but the standard library and ``p
 
 from __future__ import annotations
 
+import types
 from typing import Any, TypedDict
 
 import pulumi
@@ -21,6 +22,8 @@ from pulumi.dynamic import ResourceProvider
 
 #: The config key the gate checks (what its failure names).
 FIELD = "kubernetesVersion"
+#: The file name the provider's serialized code carries, whatever the checkout's path.
+PORTABLE_FILENAME = "kubeadm-cluster/components/version_gate.py"
 
 
 def _make_provider() -> ResourceProvider:
@@ -69,7 +72,21 @@ def _make_provider() -> ResourceProvider:
         def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> UpdateResult:
             return UpdateResult({FIELD: _news.get(FIELD)})
 
+    # The engine stores the pickled provider as an input: its code objects must not carry this
+    # checkout's absolute path, or every checkout (a laptop, CI) would see the gate as changed.
+    for attribute, value in list(vars(KubernetesVersionGateProvider).items()):
+        function = value.__func__ if isinstance(value, staticmethod) else value
+        if isinstance(function, types.FunctionType):
+            function.__code__ = _portable(function.__code__)
+            if isinstance(value, staticmethod):
+                setattr(KubernetesVersionGateProvider, attribute, staticmethod(function))
     return KubernetesVersionGateProvider()
+
+
+def _portable(code: types.CodeType) -> types.CodeType:
+    """``code`` (and the code nested in it) with a file name that is the same in every checkout."""
+    consts = tuple(_portable(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=PORTABLE_FILENAME, co_consts=consts)
 
 
 class _VersionRecord(pulumi.dynamic.Resource):

@@ -7,7 +7,9 @@ engine's Python dynamic-provider host runs it.
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 import subprocess
 import sys
 from functools import cache
@@ -97,3 +99,23 @@ def test_the_gate_refuses_a_skip_or_a_downgrade_naming_the_field(
     assert "kubeadm-cluster:kubernetesVersion" in reason and new in reason, reason
     for text in expected:
         assert text in reason, f"{text!r} missing from: {reason}"
+
+
+def test_the_serialized_provider_is_the_same_from_any_checkout(tmp_path: Path) -> None:
+    """The provider is an input in the state: a checkout elsewhere (CI, another laptop) must not
+    make the gate look changed, or a second `pulumi up` from there would not be a no-op."""
+    root = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".venv", "venv", ".git", "node_modules", "__pycache__"))
+    program = (
+        "import sys; sys.path.insert(0, '.')\n"
+        "from tests.conftest import stack_config\n"
+        "from tools.mock_engine import run_program\n"
+        "plan = run_program(stack_config(), stack='dev')\n"
+        "print(plan.named('dev-kubernetes-version').input('__provider'))\n"
+    )
+    elsewhere = subprocess.run([sys.executable, "-c", program], cwd=copy, capture_output=True, text=True, timeout=120)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    here = _plan().named("dev-kubernetes-version").input("__provider")
+    assert elsewhere.stdout.strip() == here, "the serialized provider depends on where the project is checked out"
+    assert str(root).encode() not in base64.b64decode(here), "the checkout path is in the serialized provider"
