@@ -38,7 +38,7 @@ MY_STEPS = ["preflight.sh", "prepare-node.sh", "kubeadm-init.sh", "mint-token.sh
 REAL_TOOLS = [
     "bash", "cat", "awk", "grep", "sed", "head", "tail", "wc", "mktemp", "mv", "rm", "rmdir", "chmod",
     "mkdir", "cmp", "dirname", "basename", "env", "sleep", "stat", "cp", "ln", "touch", "tr", "cut",
-    "sort", "gzip", "ls", "readlink", "id", "true", "false",
+    "sort", "gzip", "ls", "readlink", "id", "true", "false", "timeout",
 ]
 #: Real tools wrapped by a stub that logs the call, then runs the real one.
 LOGGED_REAL_TOOLS = ["tar", "install", "sha256sum"]
@@ -85,22 +85,59 @@ else
   exit 22
 fi""",
     # --- packages ---
+    # apt-get as apt behaves: `install` knows only the packages of the source lists that the last
+    # *successful* `apt-get update` read (a sandbox whose root has /etc/apt/sources.list.d models
+    # the node's sources; kubernetes.list brings kubelet/kubeadm/kubectl/kubernetes-cni/cri-tools
+    # of the one minor it names, any other list the distribution's packages). `update` can find
+    # the lists lock held (STUB_APT_LISTS_LOCKED calls) or fail (STUB_APT_UPDATE_FAILURES calls).
     "apt-get": r"""echo "apt-get DEBIAN_FRONTEND=${DEBIAN_FRONTEND:-unset}" >>"$STUB_LOG"
 echo "Reading package lists... Done"   # on stdout: the scripts must send it to stderr
-install=0 skip=0
+lists=$KC_ROOT/etc/apt/sources.list.d known=$STUB_STATE/apt-known
+verb="" skip=0 packages=()
 for a in "$@"; do
   if ((skip)); then skip=0; continue; fi
   case $a in
     -o) skip=1 ;;
-    install) install=1 ;;
     -*) ;;
-    *) if ((install)); then
-         mkdir -p "$STUB_STATE/dpkg"
-         if [[ $a == *=* ]]; then v=${a#*=}; echo "${v%\*}1.1" >"$STUB_STATE/dpkg/${a%%=*}"
-         else echo 1.0 >"$STUB_STATE/dpkg/$a"; fi
-       fi ;;
+    *) if [[ -z $verb ]]; then verb=$a; else packages+=("$a"); fi ;;
   esac
 done
+case $verb in
+  update)
+    if (($(count apt-lists-lock) <= ${STUB_APT_LISTS_LOCKED:-0})); then
+      echo "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242 (apt-get)" >&2
+      echo "E: Unable to lock directory /var/lib/apt/lists/" >&2
+      exit 100
+    fi
+    if (($(count apt-update) <= ${STUB_APT_UPDATE_FAILURES:-0})); then
+      echo "E: Failed to fetch https://pkgs.k8s.io/core:/stable:/v1.36/deb/InRelease  Temporary failure resolving 'pkgs.k8s.io'" >&2
+      echo "E: Some index files failed to download. They have been ignored, or old ones used instead." >&2
+      exit 100
+    fi
+    rm -rf "$known"; mkdir -p "$known"
+    for f in "$lists"/*; do [[ -f $f ]] && cp "$f" "$known/"; done
+    echo "apt-get update read: $(cd "$known" && ls | tr '\n' ' ')" >>"$STUB_LOG" ;;
+  install)
+    if [[ -d $lists ]]; then
+      for a in "${packages[@]}"; do
+        name=${a%%=*}
+        case $name in
+          kubelet|kubeadm|kubectl|kubernetes-cni|cri-tools)
+            [[ -f $known/kubernetes.list ]] || { echo "E: Unable to locate package $name" >&2; exit 100; }
+            if [[ $a == *=* ]]; then
+              v=${a#*=}; minor=$(cut -d. -f1,2 <<<"$v")
+              grep -qF "v$minor" "$known/kubernetes.list" || { echo "E: Version '$v' for '$name' was not found" >&2; exit 100; }
+            fi ;;
+          *) ls "$known" 2>/dev/null | grep -qv '^kubernetes.list$' || { echo "E: Unable to locate package $name" >&2; exit 100; } ;;
+        esac
+      done
+    fi
+    mkdir -p "$STUB_STATE/dpkg"
+    for a in "${packages[@]}"; do
+      if [[ $a == *=* ]]; then v=${a#*=}; echo "${v%\*}1.1" >"$STUB_STATE/dpkg/${a%%=*}"
+      else echo 1.0 >"$STUB_STATE/dpkg/$a"; fi
+    done ;;
+esac
 exit 0""",
     "dpkg-query": r"""pkg=${*: -1}
 [[ -f $STUB_STATE/dpkg/$pkg ]] || { echo "dpkg-query: no packages found matching $pkg" >&2; exit 1; }
@@ -111,18 +148,34 @@ echo "installed $(<"$STUB_STATE/dpkg/$pkg")" """,
 while (($#)); do case $1 in -o) out=$2; shift ;; -*) ;; *) in=$1 ;; esac; shift; done
 { echo "DEARMORED"; cat "$in"; } >"$out" """,
     # --- system ---
-    "systemctl": r"""verb="" unit=""
-for a in "$@"; do case $a in -*) ;; *) if [[ -z $verb ]]; then verb=$a; else unit=$a; fi ;; esac; done
+    # is-active prints the unit's state (unless --quiet): from STUB_STATE/unit-states/<unit> (one
+    # state per call, the last one repeats) when present, else active/inactive.
+    "systemctl": r"""verb="" unit="" quiet=0
+for a in "$@"; do case $a in --quiet) quiet=1 ;; -*) ;; *) if [[ -z $verb ]]; then verb=$a; else unit=$a; fi ;; esac; done
 mkdir -p "$STUB_STATE/enabled" "$STUB_STATE/active"
 case $verb in
   is-enabled) [[ -f $STUB_STATE/enabled/$unit ]] ;;
-  is-active) [[ -f $STUB_STATE/active/$unit ]] ;;
+  is-active)
+    if [[ -f $STUB_STATE/unit-states/$unit ]]; then
+      read -ra seq <"$STUB_STATE/unit-states/$unit"
+      i=$(($(count "is-active-$unit") - 1)); ((i < ${#seq[@]})) || i=$((${#seq[@]} - 1))
+      state=${seq[i]}
+    elif [[ -f $STUB_STATE/active/$unit ]]; then state=active
+    else state=inactive; fi
+    ((quiet)) || echo "$state"
+    [[ $state == active ]] ;;
   enable) touch "$STUB_STATE/enabled/$unit" ;;
   start|restart) touch "$STUB_STATE/active/$unit" ;;
   *) exit 0 ;;
 esac""",
     "modprobe": 'mkdir -p "$KC_SYS/module/$1"',
     "sysctl": "exit 0",
+    # cloud-init of a first boot: `status --wait` returns when it is done (STUB_CLOUD_INIT_RC);
+    # STUB_CLOUD_INIT_HANG=1 never finishes.
+    "cloud-init": r"""[[ "$*" == "status --wait" ]] || { echo "unexpected cloud-init call: $*" >&2; exit 64; }
+[[ ${STUB_CLOUD_INIT_HANG:-0} == 1 ]] && exec sleep 60
+echo "....."; echo "status: done"
+exit "${STUB_CLOUD_INIT_RC:-0}" """,
     "swapoff": 'echo "Filename Type Size Used Priority" >"$KC_PROC/swaps"',
     # --- kubeadm / kubectl / openssl ---
     "kubeadm": r"""k=$KC_ROOT/etc/kubernetes
@@ -201,6 +254,11 @@ class Sandbox:
         cgroup = self.sys / "fs" / "cgroup" / "cgroup.controllers"
         cgroup.parent.mkdir(parents=True)
         cgroup.write_text("cpuset cpu io memory pids\n")
+        # Ubuntu 24.04, whose os-release lives in /usr/lib (/etc/os-release, a link to it on a real
+        # node, is left out so tests make /etc as they need; preflight.sh falls back to this one).
+        release = self.root / "usr" / "lib" / "os-release"
+        release.parent.mkdir(parents=True)
+        release.write_text('PRETTY_NAME="Ubuntu 24.04.3 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\nID_LIKE=debian\n')
         self.env: dict[str, str] = {}
 
     def _stub(self, name: str, body: str) -> None:
@@ -426,7 +484,7 @@ def test_preflight_lists_every_miss_in_one_message(sandbox: Sandbox) -> None:
         f"1 vCPU (needs {env['MIN_VCPUS']})",
         f"2 GB memory (needs {hardware.format_mb(int(env['MIN_MEMORY_MB']))})",
         f"20 GB root filesystem (needs {env['MIN_DISK_GB']} GB)",
-        f"kernel 4.15.0-20-generic (needs {env['MIN_KERNEL']} or newer)",
+        f"kernel 4.15.0-20-generic (kubeadm supports 5.4, 5.10, 5.15, {env['MIN_KERNEL']} or newer)",
         "cgroup v1",
         "i686",
         "32-bit",
@@ -512,14 +570,32 @@ def _add_release_fixtures(sandbox: Sandbox) -> None:
     (sandbox.fixtures / "Release.key").write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n")
 
 
+#: The distribution's apt source of an Ubuntu 24.04 cloud image (deb822).
+UBUNTU_SOURCES = """Types: deb
+URIs: http://archive.ubuntu.com/ubuntu/
+Suites: noble noble-updates noble-backports
+Components: main universe restricted multiverse
+Signed-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+"""
+
+
 @pytest.fixture
 def node(sandbox: Sandbox) -> Sandbox:
-    """A fresh Ubuntu-like node: swap on (in /proc/swaps and /etc/fstab), nothing installed."""
+    return fresh_node(sandbox)
+
+
+def fresh_node(sandbox: Sandbox) -> Sandbox:
+    """A fresh Ubuntu-like node: swap on (in /proc/swaps and /etc/fstab), the distribution's apt
+    source and no package lists yet (apt-get knows no package before an update), nothing
+    installed; cloud-init is there (the sandbox's stub)."""
     _add_release_fixtures(sandbox)
     sandbox.write_proc("swaps", "Filename Type Size Used Priority\n/swap.img file 1048572 0 -2\n")
     fstab = sandbox.path("/etc/fstab")
     fstab.parent.mkdir(parents=True)
     fstab.write_text("LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1\n/swap.img none swap sw 0 0\n")
+    ubuntu = sandbox.path("/etc/apt/sources.list.d/ubuntu.sources")
+    ubuntu.parent.mkdir(parents=True)
+    ubuntu.write_text(UBUNTU_SOURCES)
     return sandbox
 
 
@@ -587,9 +663,146 @@ def test_prepare_node_installs_a_fresh_node(node: Sandbox) -> None:
     marks = result.called("apt-mark")
     assert marks and marks[-1] == "apt-mark hold kubelet kubeadm kubectl", f"packages not held: {marks}"
     assert "systemctl enable kubelet" in result.calls, "kubelet not enabled"
-    assert len([c for c in result.called("apt-get") if c.split()[-1] == "update"]) == 1, (
-        f"apt-get update must run once per run: {result.called('apt-get')}"
+
+
+def _apt_updates_before(result: Result, index: int) -> list[list[str]]:
+    """What each successful `apt-get update` before calls[index] read (the stub's log lines)."""
+    return [c.removeprefix("apt-get update read:").split() for c in result.calls[:index] if c.startswith("apt-get update read:")]
+
+
+def test_prepare_node_updates_apt_after_writing_the_kubernetes_source(node: Sandbox) -> None:
+    """Defect 1 of issue 10: the update ran once, before kubernetes.list existed, and the install
+    of kubelet then failed with "Unable to locate package". Every source written is updated
+    before the install that needs it."""
+    result = node.run("prepare-node.sh", _prepare_env())
+    assert result.rc == 0, f"a fresh node cannot install its packages (sources -> update -> install broken?):\n{_explain(result)}"
+    base = next(i for i, c in enumerate(result.calls) if c.startswith("apt-get ") and " install " in c and "socat" in c)
+    k8s = next(i for i, c in enumerate(result.calls) if c.startswith("apt-get ") and " install " in c and "kubeadm=" in c)
+    assert _apt_updates_before(result, base), f"the base packages were installed before any apt-get update: {result.calls}"
+    updates = _apt_updates_before(result, k8s)
+    assert updates and "kubernetes.list" in updates[-1], (
+        f"the Kubernetes packages were installed without an apt-get update after kubernetes.list was written "
+        f"(lists read by each update before the install: {updates})"
     )
+    assert len(updates) == 2, f"expected two updates on a fresh node (distribution, then + kubernetes.list): {updates}"
+
+
+def test_prepare_node_installs_when_the_first_update_failed_once(node: Sandbox) -> None:
+    result = node.run("prepare-node.sh", {**_prepare_env(), "STUB_APT_UPDATE_FAILURES": "1"})
+    assert result.rc == 0, f"a transient apt-get update failure broke the node prep:\n{_explain(result)}"
+    assert "kubeadm" in os.listdir(node.state / "dpkg"), "kubeadm was not installed"
+
+
+def test_apt_update_failure_is_never_recorded_as_done(sandbox: Sandbox) -> None:
+    """Called as a condition (set -e off), a failed update used to be recorded as done: the next
+    call skipped it and the install found no package lists."""
+    code = """
+if kc_apt_update_once; then echo "first=ok"; else echo "first=failed"; fi
+kc_apt_update_once && echo "second=ok"
+"""
+    result = _lib(sandbox, code, {"STUB_APT_UPDATE_FAILURES": "1", "KC_APT_ATTEMPTS": "1"})
+    assert result.stdout.split() == ["first=failed", "second=ok"], (
+        f"a failed apt-get update was reported as done (or not retried by the next call):\n{_explain(result)}"
+    )
+    updates = [c for c in result.called("apt-get") if c.split()[-1] == "update"]
+    assert len(updates) == 2, f"the update after a failed one did not run again: {updates}"
+
+
+def test_apt_update_runs_again_after_a_source_changes(sandbox: Sandbox) -> None:
+    sources = sandbox.path("/etc/apt/sources.list.d")
+    sources.mkdir(parents=True)
+    (sources / "ubuntu.sources").write_text(UBUNTU_SOURCES)
+    code = f"""
+kc_apt_update_once; kc_apt_update_once
+echo "deb [signed-by=/etc/apt/keyrings/k.gpg] https://pkgs.k8s.io/core:/stable:/v1.36/deb/ /" >{sources}/kubernetes.list
+kc_apt_update_once; kc_apt_update_once
+"""
+    result = _lib(sandbox, code)
+    assert result.rc == 0, _explain(result)
+    reads = [c for c in result.calls if c.startswith("apt-get update read:")]
+    assert reads == ["apt-get update read: ubuntu.sources ", "apt-get update read: kubernetes.list ubuntu.sources "], (
+        f"apt-get update must run once per state of the sources, and again after a source is written: {reads}"
+    )
+
+
+# --- first boot: cloud-init, apt-daily, apt's locks (defect 12 of issue 10) ---------------------------
+
+FAST_WAITS = {"KC_APT_POLL": "0"}
+
+
+def _first_apt_get(result: Result) -> int:
+    return next(i for i, c in enumerate(result.calls) if c.startswith("apt-get "))
+
+
+def test_prepare_node_waits_for_cloud_init_before_apt(node: Sandbox) -> None:
+    result = node.run("prepare-node.sh", _prepare_env())
+    assert result.rc == 0, _explain(result)
+    assert "cloud-init status --wait" in result.calls, f"cloud-init was not waited for: {result.calls}"
+    assert result.calls.index("cloud-init status --wait") < _first_apt_get(result), (
+        f"apt-get ran before cloud-init was done: {result.calls}"
+    )
+    assert len(result.called("cloud-init")) == 1, f"cloud-init waited for more than once per run: {result.calls}"
+    assert "waiting for cloud-init" in result.stderr and result.stdout == "", _explain(result)
+
+
+def test_cloud_init_wait_is_bounded_and_failures_do_not_stop_the_prep(node: Sandbox) -> None:
+    hung = node.run("prepare-node.sh", {**_prepare_env(), "STUB_CLOUD_INIT_HANG": "1", "KC_CLOUD_INIT_TIMEOUT": "1"})
+    assert hung.rc == 0, f"a cloud-init that never finishes blocked the node prep:\n{_explain(hung)}"
+    assert "cloud-init is still running after 1s" in hung.stderr, f"the timeout is not logged:\n{hung.stderr}"
+    failed = node.run("prepare-node.sh", {**_prepare_env(), "K8S_VERSION": "1.36.5", "STUB_CLOUD_INIT_RC": "2"})
+    assert failed.rc == 0 and "cloud-init status --wait exited 2" in failed.stderr, _explain(failed)
+
+
+def test_no_cloud_init_no_wait(node: Sandbox) -> None:
+    (node.bin / "cloud-init").unlink()
+    result = node.run("prepare-node.sh", _prepare_env())
+    assert result.rc == 0, _explain(result)
+    assert "cloud-init" not in result.stderr, f"cloud-init mentioned on a machine without it:\n{result.stderr}"
+
+
+def _unit_states(sandbox: Sandbox, unit: str, states: str) -> None:
+    path = sandbox.state / "unit-states" / unit
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(states + "\n")
+
+
+def test_prepare_node_waits_for_the_apt_daily_services(node: Sandbox) -> None:
+    _unit_states(node, "apt-daily.service", "activating activating inactive")
+    _unit_states(node, "apt-daily-upgrade.service", "inactive activating deactivating inactive")
+    _unit_states(node, "unattended-upgrades.service", "active")  # always active: never waited for
+    result = node.run("prepare-node.sh", {**_prepare_env(), **FAST_WAITS})
+    assert result.rc == 0, _explain(result)
+    first = _first_apt_get(result)
+    for unit, polls in (("apt-daily.service", 3), ("apt-daily-upgrade.service", 4)):
+        seen = [c for c in result.calls[:first] if c == f"systemctl is-active {unit}"]
+        assert len(seen) >= polls, f"apt-get ran before {unit} finished ({len(seen)} polls before it): {result.calls}"
+    assert not [c for c in result.calls if "unattended-upgrades.service" in c], (
+        "unattended-upgrades.service is active for the machine's whole life: it must not be waited for")
+    assert "waiting for apt-daily.service (activating)" in result.stderr, f"the wait is not logged:\n{result.stderr}"
+
+
+def test_apt_daily_wait_is_bounded(node: Sandbox) -> None:
+    _unit_states(node, "apt-daily-upgrade.service", "activating")
+    result = node.run("prepare-node.sh", {**_prepare_env(), "KC_APT_IDLE_TIMEOUT": "1", "KC_APT_POLL": "0.2"})
+    assert result.rc == 0, f"an apt-daily-upgrade that never ends blocked the node prep:\n{_explain(result)}"
+    assert "apt-daily-upgrade.service (activating) still running after 1s" in result.stderr, result.stderr
+
+
+def test_apt_update_waits_for_the_lists_lock(sandbox: Sandbox) -> None:
+    """DPkg::Lock::Timeout covers the dpkg locks only: `apt-get update` fails at once when apt-daily
+    holds /var/lib/apt/lists/lock (tests/upstream/apt). The wait must not use up the attempts."""
+    result = _lib(sandbox, "kc_apt_update_once", {"STUB_APT_LISTS_LOCKED": "3", "KC_APT_ATTEMPTS": "1", **FAST_WAITS})
+    assert result.rc == 0, f"apt-get update did not wait for the lists lock:\n{_explain(result)}"
+    updates = [c for c in result.called("apt-get") if c.split()[-1] == "update"]
+    assert len(updates) == 4, f"expected 3 locked runs, then the update: {updates}"
+    assert "holds a lock apt-get needs: waiting" in result.stderr, f"the wait is not logged:\n{result.stderr}"
+
+
+def test_apt_lock_wait_is_bounded(sandbox: Sandbox) -> None:
+    result = _lib(sandbox, "kc_apt_update_once", {
+        "STUB_APT_LISTS_LOCKED": "99999", "KC_APT_ATTEMPTS": "1", "KC_APT_LOCK_TIMEOUT": "1", "KC_APT_POLL": "0.2"})
+    assert result.rc != 0, f"a lock held for ever did not fail the update:\n{_explain(result)}"
+    assert "Could not get lock /var/lib/apt/lists/lock" in result.stderr, f"the failure does not name the lock:\n{result.stderr}"
 
 
 def test_prepare_node_second_run_changes_nothing(node: Sandbox) -> None:
@@ -682,6 +895,72 @@ def test_bundle_of_preflight_and_prepare_runs_through_bash_stdin(node: Sandbox) 
         f"prepare-node did not run after preflight in the bundle (stdin swallowed or early exit?):\n{_explain(result)}"
     )
     assert result.stdout == "", f"the bundle printed on stdout: {result.stdout!r}"
+
+
+# --- remove-node (defect 13 of issue 10) ----------------------------------------------------------
+
+#: kubectl for remove-node: Nodes are directories in STUB_STATE/nodes; `delete` fails its first
+#: STUB_DELETE_FAILURES calls and `get node` its first STUB_GET_FAILURES (an API server blip).
+REMOVE_KUBECTL = r"""nodes=$STUB_STATE/nodes
+blip() { echo "Error from server: etcdserver: request timed out" >&2; exit 1; }
+case "$*" in
+  "get --raw=/readyz") echo ok ;;
+  "get node "*)
+    (($(count get) <= ${STUB_GET_FAILURES:-0})) && blip
+    if [[ -d $nodes/$3 ]]; then echo "node/$3"; elif [[ " $* " != *" --ignore-not-found "* ]]; then
+      echo "Error from server (NotFound): nodes \"$3\" not found" >&2; exit 1; fi ;;
+  "drain "*) [[ -d $nodes/$2 ]] && echo "node/$2 drained" ;;
+  "delete node "*)
+    (($(count delete) <= ${STUB_DELETE_FAILURES:-0})) && blip
+    rm -rf "${nodes:?}/$3"; echo "node \"$3\" deleted" ;;
+  *) echo "unexpected kubectl call: $*" >&2; exit 64 ;;
+esac"""
+
+
+@pytest.fixture
+def control_plane(sandbox: Sandbox) -> Sandbox:
+    """The first control plane (admin.conf) of a cluster that has the Node w-1."""
+    sandbox._stub("kubectl", REMOVE_KUBECTL)
+    admin = sandbox.path("/etc/kubernetes/admin.conf")
+    admin.parent.mkdir(parents=True)
+    admin.write_text("admin\n")
+    (sandbox.state / "nodes" / "w-1").mkdir(parents=True)
+    return sandbox
+
+
+def test_remove_node_drains_then_deletes(control_plane: Sandbox) -> None:
+    result = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1", "DRAIN_TIMEOUT": "60s"})
+    assert result.rc == 0, _explain(result)
+    verbs = [c.split()[1] for c in result.called("kubectl")]
+    assert verbs == ["get", "get", "drain", "delete"], f"expected readyz, lookup, drain, delete: {result.calls}"
+    assert "--timeout=60s" in result.called("kubectl drain")[0], result.calls
+    assert not (control_plane.state / "nodes" / "w-1").exists(), "the Node object was not deleted"
+    assert "node w-1 removed from the cluster" in result.stderr and result.stdout == "", _explain(result)
+
+
+def test_remove_node_retries_a_delete_through_an_api_blip(control_plane: Sandbox) -> None:
+    result = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1", "STUB_DELETE_FAILURES": "2"})
+    assert result.rc == 0, f"an API blip during `kubectl delete node` failed the removal:\n{_explain(result)}"
+    assert len(result.called("kubectl delete node")) == 3, f"the delete was not retried: {result.calls}"
+    assert not (control_plane.state / "nodes" / "w-1").exists(), "the Node object was not deleted after the blip"
+
+
+def test_remove_node_never_blocks_the_destroy(control_plane: Sandbox) -> None:
+    """The script's header: removing a machine must never be blocked by the cluster it leaves."""
+    result = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1", "STUB_DELETE_FAILURES": "99"})
+    assert result.rc == 0, f"a failing `kubectl delete node` blocked the machine's removal:\n{_explain(result)}"
+    assert len(result.called("kubectl delete node")) == 3, f"expected 3 bounded attempts: {result.calls}"
+    assert "could not delete the Node object w-1" in result.stderr, f"no warning that the Node stays:\n{result.stderr}"
+    lookup = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1", "STUB_GET_FAILURES": "99"})
+    assert lookup.rc == 0 and "cannot look up node w-1" in lookup.stderr, _explain(lookup)
+    assert not lookup.called("kubectl delete"), f"deleted a node it could not look up: {lookup.calls}"
+
+
+def test_remove_node_of_a_node_already_gone(control_plane: Sandbox) -> None:
+    (control_plane.state / "nodes" / "w-1").rmdir()
+    result = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1"})
+    assert result.rc == 0 and "not in the cluster" in result.stderr, _explain(result)
+    assert not result.called("kubectl drain") and not result.called("kubectl delete"), result.calls
 
 
 # --- kubeadm init / join / token / kubeconfig ---------------------------------------------------

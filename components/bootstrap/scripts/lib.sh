@@ -21,7 +21,9 @@
 # Tunables (environment): KC_ROOT, KC_PROC (/proc), KC_SYS (/sys), KC_RETRY_DELAY (first delay
 # of kc_retry in seconds, 5; doubles each attempt up to KC_RETRY_MAX_DELAY, 30), KC_STEP (the
 # name in the log prefix, set by each step), KC_APT_ATTEMPTS (5), KC_DOWNLOAD_ATTEMPTS (4),
-# KC_VERSION_ATTEMPTS (5: reads of the cluster's version, kc_cluster_version).
+# KC_VERSION_ATTEMPTS (5: reads of the cluster's version, kc_cluster_version); before the first
+# apt-get of a bundle (kc_apt_settle): KC_CLOUD_INIT_TIMEOUT (600 s), KC_APT_IDLE_TIMEOUT (900 s:
+# the apt-daily services), KC_APT_LOCK_TIMEOUT (600 s: apt's locks), KC_APT_POLL (5 s).
 set -euo pipefail
 
 KC_ROOT=${KC_ROOT:-}
@@ -33,8 +35,16 @@ KC_STEP=${KC_STEP:-node}
 #: Set by kc_write_file: 1 when it changed the file, 0 when the file already had that content.
 # shellcheck disable=SC2034 # read by the step scripts
 KC_WRITE_CHANGED=0
-#: Set by kc_apt_update_once: 1 once `apt-get update` ran in this bundle.
+KC_CLOUD_INIT_TIMEOUT=${KC_CLOUD_INIT_TIMEOUT:-600}
+KC_APT_IDLE_TIMEOUT=${KC_APT_IDLE_TIMEOUT:-900}
+KC_APT_LOCK_TIMEOUT=${KC_APT_LOCK_TIMEOUT:-600}
+KC_APT_POLL=${KC_APT_POLL:-5}
+#: Set by kc_apt_update_once: 1 once an `apt-get update` succeeded in this bundle, and the state of
+#: the apt sources (kc_apt_sources_state) it read.
 KC_APT_UPDATED=0
+KC_APT_UPDATED_SOURCES=
+#: Set by kc_apt_settle: 1 once the bundle waited for first-boot package activity.
+KC_APT_SETTLED=0
 #: The comment that marks the /etc/hosts lines kc_set_hosts_entry owns.
 KC_HOSTS_MARK='# kubeadm-cluster API endpoint'
 #: Commands run on exit (see kc_on_exit), in order.
@@ -100,13 +110,97 @@ kc_retry() {
   done
 }
 
-# kc_apt_get ARGS... : apt-get non-interactive, waiting for the dpkg lock (unattended-upgrades
-# holds it on a fresh VM) and retried on transient failures. Its output goes to stderr.
+# kc_apt_settle : what a bundle does before its first apt-get (kc_apt_get calls it): on a fresh
+# VM, cloud-init may still be installing packages or writing apt sources, and the apt-daily timers
+# (Persistent=true) start `apt-get update` + downloads (apt-daily.service) and unattended-upgrade
+# (apt-daily-upgrade.service) right after the first boot. Waits, bounded and logged, for
+# `cloud-init status --wait` (when cloud-init exists; KC_CLOUD_INIT_TIMEOUT seconds) and for those
+# two oneshot services to leave their active states (KC_APT_IDLE_TIMEOUT seconds).
+# unattended-upgrades.service is not waited for: it is active for the machine's whole life (it
+# only waits for the shutdown signal). Never fails: after a timeout it warns and goes on (apt's
+# locks still serialise the work, and kc_apt_get waits for them).
+kc_apt_settle() {
+  ((KC_APT_SETTLED)) && return 0
+  KC_APT_SETTLED=1
+  local rc=0 name
+  for name in KC_CLOUD_INIT_TIMEOUT KC_APT_IDLE_TIMEOUT KC_APT_LOCK_TIMEOUT; do
+    [[ ${!name} =~ ^[0-9]+$ ]] || kc_die "$name must be a whole number of seconds, not '${!name}'"
+  done
+  [[ $KC_APT_POLL =~ ^[0-9]+(\.[0-9]+)?$ ]] || kc_die "KC_APT_POLL must be a number of seconds, not '$KC_APT_POLL'"
+  if command -v cloud-init >/dev/null 2>&1; then
+    kc_log "waiting for cloud-init to finish (at most ${KC_CLOUD_INIT_TIMEOUT}s)"
+    timeout "$KC_CLOUD_INIT_TIMEOUT" cloud-init status --wait </dev/null >&2 || rc=$?
+    case $rc in
+      0) kc_log "cloud-init is done" ;;
+      124) kc_warn "cloud-init is still running after ${KC_CLOUD_INIT_TIMEOUT}s; going on" ;;
+      *) kc_warn "cloud-init status --wait exited $rc (finished with errors, or degraded); going on" ;;
+    esac
+  fi
+  command -v systemctl >/dev/null 2>&1 || return 0
+  local -a units=(apt-daily.service apt-daily-upgrade.service) busy
+  local start=$SECONDS unit state waiting=0
+  while true; do
+    busy=()
+    for unit in "${units[@]}"; do
+      state=$(systemctl is-active "$unit" </dev/null 2>/dev/null) || true
+      case $state in
+        active | activating | deactivating | reloading | refreshing) busy+=("$unit ($state)") ;;
+      esac
+    done
+    ((${#busy[@]})) || break
+    if ((SECONDS - start >= KC_APT_IDLE_TIMEOUT)); then
+      kc_warn "${busy[*]} still running after ${KC_APT_IDLE_TIMEOUT}s; going on (apt's locks are waited for)"
+      return 0
+    fi
+    if ((!waiting)); then
+      kc_log "waiting for ${busy[*]} to finish (first-boot package updates; at most ${KC_APT_IDLE_TIMEOUT}s)"
+      waiting=1
+    fi
+    sleep "$KC_APT_POLL"
+  done
+  if ((waiting)); then
+    kc_log "the apt-daily services are done after $((SECONDS - start))s"
+  fi
+}
+
+# kc_apt_get ARGS... : apt-get non-interactive, after kc_apt_settle, retried on transient failures
+# (KC_APT_ATTEMPTS). Its output goes to stderr.
 kc_apt_get() {
-  kc_retry "${KC_APT_ATTEMPTS:-5}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get -y -q -o DPkg::Lock::Timeout=600 \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    "$@" </dev/null >&2
+  kc_apt_settle
+  kc_retry "${KC_APT_ATTEMPTS:-5}" kc_apt_get_locked "$@"
+}
+
+# kc_apt_get_locked ARGS... : one apt-get run (an attempt of kc_apt_get) that waits for apt's locks.
+# `-o DPkg::Lock::Timeout` makes apt-get wait for the dpkg locks (lock-frontend, lock) only: the
+# lock of the package lists that `apt-get update` takes (/var/lib/apt/lists/lock) and the one of
+# the download cache (/var/cache/apt/archives/lock) are tried once, and apt-get fails at once with
+# "E: Could not get lock <dir>/lock ..." then "E: Unable to lock directory <dir>" (apt 2.7's
+# apt-pkg/acquire.cc, pkgAcquire::GetLock; see tests/upstream/apt). Such a failure is run again
+# every KC_APT_POLL seconds, for at most KC_APT_LOCK_TIMEOUT seconds in all, without counting as
+# an attempt. (The dpkg locks give other messages: apt-get already waited for them.)
+# apt's messages are read in the C locale (LC_MESSAGES=C), whatever the node's language.
+kc_apt_get_locked() {
+  local err rc start=$SECONDS waiting=0
+  err=$(mktemp) || return 1
+  while true; do
+    rc=0
+    env -u LC_ALL LC_MESSAGES=C DEBIAN_FRONTEND=noninteractive \
+      apt-get -y -q -o DPkg::Lock::Timeout="$KC_APT_LOCK_TIMEOUT" \
+      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+      "$@" </dev/null >&2 2>"$err" || rc=$?
+    cat "$err" >&2
+    if ((rc != 0)) && grep -q '^E: Unable to lock directory' "$err" &&
+      ((SECONDS - start < KC_APT_LOCK_TIMEOUT)); then
+      if ((!waiting)); then
+        kc_log "another apt or dpkg holds a lock apt-get needs: waiting (at most ${KC_APT_LOCK_TIMEOUT}s)"
+        waiting=1
+      fi
+      sleep "$KC_APT_POLL"
+      continue
+    fi
+    rm -f "$err"
+    return "$rc"
+  done
 }
 
 # kc_download URL DEST : fetch URL into the file DEST (curl's own retries plus kc_retry).
@@ -158,13 +252,36 @@ kc_pkg_version() {
   fi
 }
 
-# kc_apt_update_once : `apt-get update`, at most once per bundle.
+# kc_apt_sources_state : one line per apt source list and keyring (path, inode, size, mtime):
+# changes whenever one of them is written (kc_write_file renames a new file into place).
+kc_apt_sources_state() {
+  local apt=$KC_ROOT/etc/apt file
+  for file in "$apt/sources.list" "$apt"/sources.list.d/* "$apt/trusted.gpg" "$apt"/trusted.gpg.d/* \
+    "$apt"/keyrings/*; do
+    if [[ -f $file ]]; then
+      stat -c '%n %i %s %y' -- "$file"
+    fi
+  done
+}
+
+# kc_apt_update_once : `apt-get update`, unless one already succeeded in this bundle with the apt
+# sources (lists and keyrings) as they are now: an install right after it finds the packages of
+# every source written so far. A failed update is never taken for done, and its failure is
+# returned, also when called as a condition (where `set -e` does not apply).
 kc_apt_update_once() {
-  if ((!KC_APT_UPDATED)); then
-    kc_log "apt-get update"
-    kc_apt_get update
-    KC_APT_UPDATED=1
+  local sources rc=0
+  sources=$(kc_apt_sources_state)
+  if ((KC_APT_UPDATED)) && [[ $sources == "$KC_APT_UPDATED_SOURCES" ]]; then
+    return 0
   fi
+  kc_log "apt-get update"
+  kc_apt_get update || rc=$?
+  if ((rc != 0)); then
+    kc_warn "apt-get update failed (exit $rc)"
+    return "$rc"
+  fi
+  KC_APT_UPDATED=1
+  KC_APT_UPDATED_SOURCES=$sources
 }
 
 # kc_is_hostname NAME : NAME is a DNS name (letters, digits, hyphens; dot-separated labels).

@@ -6,15 +6,18 @@
 # Idempotent: a second run downloads nothing, installs nothing and restarts nothing. Files are
 # rewritten only when their content differs; containerd restarts only when its binaries, unit
 # or configuration changed; apt-get update runs only when the source list changed or packages
-# must be installed.
+# must be installed, and again after any apt source or key this script writes, before the
+# install that needs it (kc_apt_update_once: a fresh node updates before the base packages,
+# then again once kubernetes.list exists). Before its first apt-get the script waits for
+# cloud-init and the apt-daily services of a first boot (kc_apt_settle in lib.sh).
 #
 # Inputs:
 #   NODE_NAME
 #   K8S_VERSION             e.g. 1.36.4 (kubelet/kubeadm/kubectl "1.36.4-*", then held)
 #   K8S_APT_REPO            e.g. https://pkgs.k8s.io/core:/stable:/v1.36/deb/ (Release.key inside)
-#   CONTAINERD_VERSION      e.g. 2.1.4
+#   CONTAINERD_VERSION      e.g. 2.3.4
 #   CONTAINERD_RELEASE_URL  base URL: <base>/v<V>/containerd-<V>-linux-<arch>.tar.gz(.sha256sum)
-#   RUNC_VERSION            e.g. 1.3.0
+#   RUNC_VERSION            e.g. 1.4.3
 #   RUNC_RELEASE_URL        base URL: <base>/v<V>/runc.<arch> and <base>/v<V>/runc.sha256sum
 #   PAUSE_IMAGE             the sandbox image containerd pins, e.g. registry.k8s.io/pause:3.10.1
 #   REGISTRY_MIRRORS        optional; one "registry=https://mirror[,https://mirror2]" per line,
@@ -41,9 +44,9 @@ KC_STEP=prepare-node
 : "${NODE_NAME:?NODE_NAME is required}"
 : "${K8S_VERSION:?K8S_VERSION is required (e.g. 1.36.4)}"
 : "${K8S_APT_REPO:?K8S_APT_REPO is required (e.g. https://pkgs.k8s.io/core:/stable:/v1.36/deb/)}"
-: "${CONTAINERD_VERSION:?CONTAINERD_VERSION is required (e.g. 2.1.4)}"
+: "${CONTAINERD_VERSION:?CONTAINERD_VERSION is required (e.g. 2.3.4)}"
 : "${CONTAINERD_RELEASE_URL:?CONTAINERD_RELEASE_URL is required}"
-: "${RUNC_VERSION:?RUNC_VERSION is required (e.g. 1.3.0)}"
+: "${RUNC_VERSION:?RUNC_VERSION is required (e.g. 1.4.3)}"
 : "${RUNC_RELEASE_URL:?RUNC_RELEASE_URL is required}"
 : "${PAUSE_IMAGE:?PAUSE_IMAGE is required (e.g. registry.k8s.io/pause:3.10.1)}"
 REGISTRY_MIRRORS=${REGISTRY_MIRRORS:-}
@@ -257,24 +260,34 @@ kc_prepare_containerd() {
     changed=1
   fi
 
-  # The systemd unit (upstream's containerd.service).
+  # The systemd unit: upstream's containerd.service at the pinned release, verbatim below its
+  # header comment (tests/upstream/containerd/containerd.service holds the copy it must equal).
   kc_write_file "$KC_ROOT/etc/systemd/system/containerd.service" 0644 <<'EOF'
-# Written by kubeadm-cluster (upstream's containerd.service for the release in /usr/local).
+# Written by kubeadm-cluster: upstream's containerd.service (github.com/containerd/containerd,
+# Apache License 2.0) for the release installed in /usr/local.
+
 [Unit]
 Description=containerd container runtime
 Documentation=https://containerd.io
-After=network.target dbus.service local-fs.target
+After=network.target dbus.service
 
 [Service]
 ExecStartPre=-/sbin/modprobe overlay
 ExecStart=/usr/local/bin/containerd
+
 Type=notify
 Delegate=yes
 KillMode=process
 Restart=always
 RestartSec=5
+
+# Having non-zero Limit*s causes performance problems due to accounting overhead
+# in the kernel. We recommend using cgroups to do container-local accounting.
 LimitNPROC=infinity
 LimitCORE=infinity
+
+# Comment TasksMax if your systemd version does not supports it.
+# Only systemd 226 and above support this version.
 TasksMax=infinity
 OOMScoreAdjust=-999
 
@@ -336,19 +349,28 @@ EOF
 kc_prepare_kubernetes_packages() {
   local workdir=$1 repo=${K8S_APT_REPO%/}/
   local keyring=$KC_ROOT$KC_KEYRING sources=$KC_ROOT/etc/apt/sources.list.d/kubernetes.list
-  local entry="deb [signed-by=$KC_KEYRING] $repo /"
+  local entry="deb [signed-by=$KC_KEYRING] $repo /" written=0
 
   # The repository's signing key: fetched when missing or when the repository changes.
   if [[ ! -s $keyring ]] || ! grep -qxF -- "$entry" "$sources" 2>/dev/null; then
     kc_download "${repo}Release.key" "$workdir/Release.key"
     gpg --batch --yes --dearmor -o "$workdir/kubernetes-apt-keyring.gpg" "$workdir/Release.key" >&2
     kc_write_file "$keyring" 0644 <"$workdir/kubernetes-apt-keyring.gpg"
+    written=$KC_WRITE_CHANGED
   fi
   kc_write_file "$sources" 0644 <<EOF
 # Written by kubeadm-cluster: the Kubernetes packages of one minor release.
 $entry
 EOF
-  local sources_changed=$KC_WRITE_CHANGED
+  if ((KC_WRITE_CHANGED)); then
+    written=1
+  fi
+  # apt knows a repository's packages only after an `apt-get update` that read its list and key:
+  # a source written now is updated now, before anything is installed (here or, for a node
+  # already in a cluster, by the upgrade step).
+  if ((written)); then
+    kc_apt_update_once
+  fi
 
   local -a install=()
   local package version
@@ -389,9 +411,6 @@ EOF
     done
   else
     kc_log "kubelet, kubeadm and kubectl $K8S_VERSION are already installed"
-    if ((sources_changed)); then
-      kc_apt_update_once
-    fi
   fi
 
   if ! systemctl is-enabled --quiet kubelet; then
