@@ -7,7 +7,8 @@ version pinned in ``components.versions``. Order:
 
     node_ready[first control plane] -> CNI
     node_ready[node]                -> that node's NodePatch (labels + taints)
-    CNI + all NodePatches           -> dashboard, Rook operator -> CephCluster -> pool -> StorageClass
+    CNI + all NodePatches           -> dashboard, Rook operator -> CSI drivers -> CephCluster -> pool
+                                       -> StorageClass
 
 Workers may join before the CNI exists (they stay NotReady until it runs); whatever needs
 Ready nodes and the final taints (dashboard, Rook) waits for both.

@@ -1,5 +1,25 @@
-"""Rook-Ceph block storage: the operator (Helm), a CephCluster on the stack's blank disks,
-the ``replicapool`` CephBlockPool and the default StorageClass ``rook-ceph-block``.
+"""Rook-Ceph block storage: the operator (Helm), the Ceph-CSI RBD driver (Helm), a CephCluster
+on the stack's blank disks, the ``replicapool`` CephBlockPool and the default StorageClass
+``rook-ceph-block``.
+
+Since Rook v1.20 the ``rook-ceph`` chart deploys no CSI driver: it installs the
+ceph-csi-operator (a subchart) and its CRDs, and the ``ceph-csi-drivers`` chart creates the
+``Driver`` that makes the operator run the RBD provisioner and node plugin. Without it every
+PVC stays Pending. Order, as Rook's Helm-Charts/operator-chart.md installs them: the
+``rook-ceph`` release, then ``ceph-csi-drivers`` (it needs the csi.ceph.io CRDs and the image
+set ConfigMap of the first), then the CephCluster, pool and StorageClass.
+
+Tolerations, so that a cluster whose every node is tainted (tainted-only pools and a
+non-schedulable control plane) still schedules storage:
+
+- Ceph's daemons (``placement.all``), the Rook operator, the ceph-csi-operator and the CSI
+  provisioner tolerate what the storage nodes carry (``ceph_tolerations``): the pools' taints,
+  and the control plane's when it is not schedulable and holds a storage disk. The storage
+  nodes always exist (config refuses Rook without one), so these pods always fit somewhere,
+  and they go nowhere Ceph's own daemons may not.
+- The CSI node plugin (a DaemonSet) tolerates the pools' taints: volumes are mounted wherever
+  workloads run, and workloads run on the pools (and on the control plane only when it is
+  schedulable, i.e. untainted).
 
 Sizing follows the number of storage nodes (nodes with a ``storage_device``):
 
@@ -38,7 +58,15 @@ NAMESPACE = "rook-ceph"
 CLUSTER_NAME = "rook-ceph"
 POOL_NAME = "replicapool"
 STORAGE_CLASS = "rook-ceph-block"
+#: The RBD CSI driver's name: Rook expects its operator namespace as the prefix (its
+#: deploy/charts/ceph-csi-drivers/values.yaml); also the StorageClass provisioner.
 PROVISIONER = f"{NAMESPACE}.rbd.csi.ceph.com"
+#: The Ceph credentials Rook writes for the RBD driver (in the CephCluster's namespace).
+RBD_PROVISIONER_SECRET = "rook-csi-rbd-provisioner"
+RBD_NODE_SECRET = "rook-csi-rbd-node"
+#: The ConfigMap the rook-ceph chart writes with the CSI images of its ``csi.*`` values.
+CSI_IMAGE_SET = "rook-csi-operator-image-set-configmap"
+DRIVERS_RELEASE = "ceph-csi-drivers"
 DATA_DIR_HOST_PATH = "/var/lib/rook"
 #: The operator's CRDs, webhooks and its first reconcile can be slow on a fresh cluster.
 RELEASE_TIMEOUT_SECONDS = 900
@@ -84,7 +112,9 @@ def ceph_profile(storage_nodes: int) -> CephProfile:
 
 def ceph_tolerations(config: ClusterConfig, nodes: Sequence[NodeSpec]) -> list[Taint]:
     """Taints Ceph's daemons must tolerate: the pools', and the control plane's when a
-    non-schedulable control plane carries a storage disk (its OSD must run there)."""
+    non-schedulable control plane carries a storage disk (its OSD must run there). The Rook
+    operator, the ceph-csi-operator and the CSI provisioner tolerate the same, so they always
+    fit on a storage node."""
     taints = pool_taints(nodes)
     if not config.control_plane.schedulable and any(n.is_control_plane and n.storage_device for n in nodes):
         taints.append(CONTROL_PLANE_TAINT)
@@ -102,8 +132,14 @@ def cluster_spec(config: ClusterConfig, nodes: Sequence[NodeSpec]) -> dict[str, 
         "mgr": {
             "count": profile.mgr_count,
             "allowMultiplePerNode": profile.mgr_multiple_per_node,
-            "modules": [{"name": "rook", "enabled": True}],
+            # Off, as in Rook v1.20.6's cluster.yaml: the module leaks memory on Ceph v20.2.2 and
+            # crashes the mgr on v20.2.3/v20.2.4. Listed (not omitted) so a cluster that had it
+            # on gets it turned off.
+            "modules": [{"name": "rook", "enabled": False}],
         },
+        # CSI keys of the AES type: the AES256K keys Ceph v20.2.4 can make need Linux 7.0+ to
+        # mount, and the nodes run older kernels (Ubuntu 24.04: 6.8; Debian 12/13: 6.1/6.12).
+        "security": {"cephx": {"csi": {"keyType": "aes"}}},
         # Ceph's own dashboard is not needed (and would be one more UI to protect).
         "dashboard": {"enabled": False},
         "crashCollector": {"disable": False},
@@ -137,20 +173,53 @@ def pool_spec(storage_nodes: int) -> dict[str, Any]:
 
 
 def operator_values(config: ClusterConfig, nodes: Sequence[NodeSpec]) -> dict[str, Any]:
-    """Values of the rook-ceph chart: CSI pods tolerate the pools' taints (volumes mount there)."""
-    csi_tolerations = toleration_values(pool_taints(nodes))
+    """Values of the rook-ceph chart: the Rook operator and the ceph-csi-operator (its subchart,
+    values under ``ceph-csi-operator``) tolerate what the storage nodes carry."""
+    tolerations = toleration_values(ceph_tolerations(config, nodes))
     return {
         "crds": {"enabled": True},
-        "csi": {
-            "provisionerTolerations": csi_tolerations,
-            "pluginTolerations": csi_tolerations,
-        },
+        "tolerations": tolerations,
+        # Helm merges this into the subchart's defaults (and Rook's own settings for it).
+        "ceph-csi-operator": {"controllerManager": {"tolerations": tolerations}},
         "monitoring": {"enabled": False},
     }
 
 
+def drivers_values(config: ClusterConfig, nodes: Sequence[NodeSpec]) -> dict[str, Any]:
+    """Values of the ceph-csi-drivers chart: Rook's recommended values (deploy/charts/
+    ceph-csi-drivers/values.yaml at the Rook pin) with only the RBD driver, and tolerations.
+
+    The tolerations are set on the driver, not in ``operatorConfig.driverSpecDefaults``: the
+    chart renders every Driver with its own ``tolerations: []`` default, and the operator
+    copies a default only into a field that is unset (nil), so defaults would never apply.
+    """
+    return {
+        "operatorConfig": {
+            "namespace": NAMESPACE,
+            "driverSpecDefaults": {
+                "imageSet": {"name": CSI_IMAGE_SET},
+                "nodePlugin": {"priorityClassName": "system-node-critical"},
+                "controllerPlugin": {"priorityClassName": "system-cluster-critical"},
+            },
+        },
+        "drivers": {
+            "rbd": {
+                "enabled": True,
+                "name": PROVISIONER,
+                "nodePlugin": {"tolerations": toleration_values(pool_taints(nodes))},
+                "controllerPlugin": {"tolerations": toleration_values(ceph_tolerations(config, nodes))},
+            },
+            # Block storage only: no CephFilesystem, NFS or NVMe-oF gateway is created, so their
+            # drivers would be DaemonSets on every node serving nothing.
+            "cephfs": {"enabled": False},
+            "nfs": {"enabled": False},
+            "nvmeof": {"enabled": False},
+        },
+    }
+
+
 class RookCeph(pulumi.ComponentResource):
-    """The Rook operator, one CephCluster, the block pool and the default StorageClass."""
+    """The Rook operator, the RBD CSI driver, one CephCluster, the block pool and the default StorageClass."""
 
     storage_class: pulumi.Output[str]
 
@@ -179,13 +248,26 @@ class RookCeph(pulumi.ComponentResource):
             opts=child,
         )
         after_operator = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.operator]))
+        # Needs the csi.ceph.io CRDs and the image set ConfigMap the operator release brings.
+        self.drivers = chart_release(
+            f"{name}-csi-drivers",
+            config,
+            release=DRIVERS_RELEASE,
+            chart="ceph-csi-drivers",
+            version=versions.CEPH_CSI_DRIVERS_CHART_VERSION,
+            repo=versions.CEPH_CSI_CHART_REPO,
+            namespace=NAMESPACE,
+            values=drivers_values(config, nodes),
+            opts=after_operator,
+        )
+        after_drivers = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.drivers]))
         self.cluster = k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version="ceph.rook.io/v1",
             kind="CephCluster",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=CLUSTER_NAME, namespace=NAMESPACE, labels=MANAGED_BY),
             spec=cluster_spec(config, nodes),
-            opts=after_operator,
+            opts=after_drivers,
         )
         self.pool = k8s.apiextensions.CustomResource(
             f"{name}-replicapool",
@@ -193,14 +275,17 @@ class RookCeph(pulumi.ComponentResource):
             kind="CephBlockPool",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=POOL_NAME, namespace=NAMESPACE, labels=MANAGED_BY),
             spec=pool_spec(storage_nodes),
-            opts=pulumi.ResourceOptions.merge(after_operator, pulumi.ResourceOptions(depends_on=[self.cluster])),
+            opts=pulumi.ResourceOptions.merge(after_drivers, pulumi.ResourceOptions(depends_on=[self.cluster])),
         )
+        # As Rook's deploy/examples/csi/rbd/storageclass.yaml: the secrets are in the cluster's namespace.
         secrets = {
-            "csi.storage.k8s.io/provisioner-secret-name": "rook-csi-rbd-provisioner",
+            "csi.storage.k8s.io/provisioner-secret-name": RBD_PROVISIONER_SECRET,
             "csi.storage.k8s.io/provisioner-secret-namespace": NAMESPACE,
-            "csi.storage.k8s.io/controller-expand-secret-name": "rook-csi-rbd-provisioner",
+            "csi.storage.k8s.io/controller-expand-secret-name": RBD_PROVISIONER_SECRET,
             "csi.storage.k8s.io/controller-expand-secret-namespace": NAMESPACE,
-            "csi.storage.k8s.io/node-stage-secret-name": "rook-csi-rbd-node",
+            "csi.storage.k8s.io/controller-publish-secret-name": RBD_PROVISIONER_SECRET,
+            "csi.storage.k8s.io/controller-publish-secret-namespace": NAMESPACE,
+            "csi.storage.k8s.io/node-stage-secret-name": RBD_NODE_SECRET,
             "csi.storage.k8s.io/node-stage-secret-namespace": NAMESPACE,
         }
         self.storage_class_resource = k8s.storage.v1.StorageClass(
