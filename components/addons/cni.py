@@ -2,14 +2,18 @@
 
 Weave Net is the rajch/weave fork's 2.9.0 DaemonSet manifest written out as typed
 resources (upstream weaveworks is archived; its last manifest cannot be fetched at preview
-time anyway). Flannel and Calico are ``helm.v3.Release``s of their upstream charts. Each
-variant takes the pod range from ``network.podCidr`` (it must equal kubeadm's podSubnet)
-and runs on every node, tainted or not: the CNI itself is what makes nodes Ready.
+time anyway); tests/test_upstream_cni.py holds it field by field against the fork's manifest.
+Flannel is a ``helm.v3.Release`` of its chart; Calico is the Tigera operator's chart plus the
+operator's ``Installation`` and ``APIServer`` custom resources (see ``_calico`` for why the
+chart creates none). Each variant takes the pod range from ``network.podCidr`` (it must equal
+kubeadm's podSubnet) and runs on every node, tainted or not: the CNI itself is what makes
+nodes Ready.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,6 +26,8 @@ WEAVE_NAME = "weave-net"
 WEAVE_NAMESPACE = "kube-system"
 FLANNEL_NAMESPACE = "kube-flannel"
 CALICO_NAMESPACE = "tigera-operator"
+#: The API group and version of the Tigera operator's custom resources.
+CALICO_API_VERSION = "operator.tigera.io/v1"
 #: Helm waits for the release's workloads; a CNI on a fresh cluster can take a while.
 RELEASE_TIMEOUT_SECONDS = 600
 
@@ -158,6 +164,10 @@ class Cni(pulumi.ComponentResource):
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name="INIT_CONTAINER", value="true"),
                                     _NODE_NAME_ENV,
+                                    # As the fork's manifest: without it weaver calls Weaveworks' defunct
+                                    # version-check service (checkpoint-api.weave.works) every 6 hours
+                                    # with details of the cluster (go-checkpoint: any non-empty value).
+                                    k8s.core.v1.EnvVarArgs(name="CHECKPOINT_DISABLE", value="1"),
                                     # Must equal kubeadm's podSubnet (Weave's own default is 10.32.0.0/12).
                                     k8s.core.v1.EnvVarArgs(name="IPALLOC_RANGE", value=config.network.pod_cidr),
                                 ],
@@ -229,6 +239,13 @@ class Cni(pulumi.ComponentResource):
 
     # --- Calico (Tigera operator) ----------------------------------------------------------
     def _calico(self, name: str, config: ClusterConfig, opts: pulumi.ResourceOptions) -> None:
+        # Since v3.32 the tigera-operator chart ships no CRDs, and the chart that does
+        # (crd.projectcalico.org.v1) cannot be a Helm release: its release record is larger than
+        # the 1 MiB a Secret may hold (upstream installs it with `helm template | kubectl apply`).
+        # The operator creates every Calico and operator.tigera.io CRD itself when it starts
+        # (`-manage-crds`, values.yaml's `manageCRDs`), so the release carries the operator only,
+        # as upstream's own tigera-operator.yaml does: a chart custom resource would make
+        # `helm install` fail with `no matches for kind "Installation"` before any CRD exists.
         self.release = chart_release(
             f"{name}-calico",
             config,
@@ -239,26 +256,67 @@ class Cni(pulumi.ComponentResource):
             namespace=CALICO_NAMESPACE,
             create_namespace=True,
             values={
-                # The operator's calico-node DaemonSet tolerates every taint by default.
-                "installation": {
-                    "enabled": True,
-                    "kubernetesProvider": "",
-                    "calicoNetwork": {
-                        "ipPools": [
-                            {
-                                "name": "default-ipv4-ippool",
-                                "cidr": config.network.pod_cidr,
-                                "blockSize": 26,
-                                # VXLAN works on any L3 network (GCP VPC or the owner's servers).
-                                "encapsulation": "VXLAN",
-                                "natOutgoing": "Enabled",
-                                "nodeSelector": "all()",
-                            }
-                        ]
-                    },
-                },
+                "manageCRDs": True,
+                "installation": {"enabled": False},
+                "apiServer": {"enabled": False},
+                "goldmane": {"enabled": False},
+                "whisker": {"enabled": False},
+                # The operator pod itself; the calico-node DaemonSet it deploys tolerates every taint.
                 "tolerations": [{"operator": "Exists"}],
             },
             timeout=RELEASE_TIMEOUT_SECONDS,
             opts=opts,
         )
+        # The custom resources come after the operator (Helm waits for its Deployment). A create
+        # whose kind is not served yet is retried by pulumi-kubernetes for about 30 s, backing off,
+        # which covers the moment between the operator starting and its CRDs being established.
+        after_operator = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.release]))
+        # The operator reconciles only the resources named "default".
+        self.installation = k8s.apiextensions.CustomResource(
+            f"{name}-calico-installation",
+            api_version=CALICO_API_VERSION,
+            kind="Installation",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="default", labels=MANAGED_BY),
+            spec=calico_installation_spec(config),
+            opts=after_operator,
+        )
+        # Calico's API server (projectcalico.org/v3 through kubectl), as upstream installs it.
+        self.api_server = k8s.apiextensions.CustomResource(
+            f"{name}-calico-apiserver",
+            api_version=CALICO_API_VERSION,
+            kind="APIServer",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="default", labels=MANAGED_BY),
+            spec={},
+            opts=after_operator,
+        )
+
+
+def calico_installation_spec(config: ClusterConfig) -> dict[str, Any]:
+    """The spec of Calico's ``Installation`` (operator.tigera.io/v1): upstream's
+    manifests/custom-resources.yaml with the cluster's pod range and a plain VXLAN overlay."""
+    return {
+        "calicoNetwork": {
+            # Felix programs VXLAN routes itself: BGP (BIRD) is not needed, and with it on,
+            # calico-node is not Ready until BGP sessions come up on TCP 179 between all nodes.
+            "bgp": "Disabled",
+            # The address the kubelet registers (kubeadm's node-ip), not the first interface found.
+            "nodeAddressAutodetectionV4": {"kubernetes": "NodeInternalIP"},
+            "ipPools": [
+                {
+                    "name": "default-ipv4-ippool",
+                    # Must equal kubeadm's podSubnet (the operator checks pools against it).
+                    "cidr": config.network.pod_cidr,
+                    "blockSize": 26,
+                    # VXLAN (UDP 4789) works on any L3 network (GCP VPC or the owner's servers);
+                    # upstream's VXLANCrossSubnet leaves traffic within a subnet unencapsulated,
+                    # which needs a network that forwards pod addresses (GCP's does not).
+                    "encapsulation": "VXLAN",
+                    "natOutgoing": "Enabled",
+                    "nodeSelector": "all()",
+                }
+            ],
+        },
+        # As the chart's own Installation (its values.yaml): no Calico CSI driver, which only
+        # serves application-layer policy.
+        "kubeletVolumePluginPath": "None",
+    }
