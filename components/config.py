@@ -560,9 +560,32 @@ class ClusterConfig(_Model):
         count = self.control_plane.count if self.control_plane.storage_disk_size_gb else 0
         return count + sum(pool.count for pool in self.worker_pools if pool.storage_disk_size_gb)
 
+    def pool_worker_count(self, pool: WorkerPoolConfig) -> int:
+        """How many workers a pool has (GCP: its count; existing: the hosts that name it)."""
+        if self.provider == "existing" and self.existing_hosts is not None:
+            return sum(1 for host in self.existing_hosts.workers if host.pool == pool.name)
+        return pool.count
+
+    @property
+    def untainted_node_exists(self) -> bool:
+        """Whether some node takes a pod that tolerates nothing: a schedulable control plane, or a
+        worker whose pool taints nothing hard (PreferNoSchedule only steers the scheduler)."""
+        if self.control_plane.schedulable:
+            return True
+        return any(
+            self.pool_worker_count(pool) and all(t.effect == "PreferNoSchedule" for t in pool.taints)
+            for pool in self.worker_pools
+        )
+
     def warnings(self) -> list[str]:
         """Advisories that do not stop the deploy."""
         notes: list[str] = []
+        if not self.untainted_node_exists:
+            notes.append(
+                "every node is tainted (controlPlane.schedulable is false and every worker pool with "
+                "workers has NoSchedule/NoExecute taints): the add-ons tolerate what they need, but your "
+                "own pods need tolerations; set controlPlane.schedulable or add a pool without taints"
+            )
         if self.provider == "gcp":
             for where, machine_type in [("controlPlane", self.control_plane.machine_type)] + [
                 (f"workerPools[{pool.name}]", pool.machine_type) for pool in self.worker_pools

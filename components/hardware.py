@@ -1,4 +1,5 @@
-"""The single hardware truth: the minimums a kubeadm node needs and what GCP machines offer.
+"""The single hardware truth: the minimums a kubeadm node needs, what GCP machines offer, and
+the disk type each machine series takes (N4, C4 and C4A: Hyperdisk only).
 
 Used by the stack-config validation (``components.config``), by the CrossGuard policy
 pack (``policies/``) and, through the variables ``preflight_env()`` renders, by the node
@@ -7,7 +8,8 @@ all three follow.
 
 The spec (from the kubeadm "before you begin" requirements this project grew from):
 64-bit Linux on x86-64 or ARM, at least 2 vCPU, at least 4 GB RAM (8 GB recommended),
-at least 30 GB of disk, nodes networked together with outbound internet access.
+at least 30 GB of disk, nodes networked together with outbound internet access; and, for the
+node scripts, one of the operating systems in ``SUPPORTED_OS``.
 
 This module must stay importable without Pulumi or pydantic (the policy pack imports it).
 """
@@ -27,12 +29,46 @@ RECOMMENDED_MEMORY_MB = 8192
 MIN_DISK_GB = 30
 #: CPU architectures supported, as ``uname -m`` prints them, mapped to the project's names.
 ARCHITECTURES: dict[str, str] = {"x86_64": "x86_64", "aarch64": "arm64"}
-#: Oldest kernel supported: Kubernetes needs >= 4.19, cgroup v2 needs >= 5.8.
-MIN_KERNEL = (5, 8)
+#: The kernels kubeadm supports (its SystemVerification preflight, k8s.io/system-validators
+#: v1.12.1 KernelSpec.Versions: tests/upstream/kubeadm): the 5.4, 5.10 and 5.15 long-term lines,
+#: and any release from MIN_KERNEL on. Other 5.x releases (5.8, 5.11, 5.19 ...) are not supported
+#: upstream (kubeadm warns "kernel release ... is unsupported"); the node preflight refuses them.
+#: cgroup v2, which kubelet 1.35+ requires, is checked apart from the version (preflight.sh).
+KERNEL_LTS_LINES: tuple[tuple[int, int], ...] = ((5, 4), (5, 10), (5, 15))
+MIN_KERNEL = (6, 0)
 #: What a running node may report below the nominal size: the kernel and firmware keep part
 #: of the RAM (a 4 GiB VM shows ~3.8 GiB in MemTotal) and the filesystem keeps part of the
 #: disk (a 30 GB boot disk is a ~29 GB root filesystem). Used by the node preflight only.
 NODE_REPORTED_TOLERANCE_PERCENT = 10
+
+
+@dataclass(frozen=True)
+class OperatingSystem:
+    """A supported node operating system, as its os-release(5) file names it."""
+
+    #: ``ID`` in /etc/os-release (lower case: ``ubuntu``, ``debian``).
+    id: str
+    #: ``VERSION_ID`` in /etc/os-release (``24.04``, ``12``: Debian gives the major release only).
+    version_id: str
+    #: What messages and the README call it.
+    name: str
+
+
+#: The operating systems a node may run, in the order messages list them. GCP nodes boot
+#: Ubuntu 24.04 (``versions.GCP_IMAGES``, which must stay in this list: tests/test_preflight_os.py);
+#: own servers (``provider: existing``) may also run Debian 12 or 13, which the VM rehearsal boots
+#: (tools/rehearsal). The node preflight refuses any other system, or a host without os-release.
+SUPPORTED_OS: tuple[OperatingSystem, ...] = (
+    OperatingSystem("ubuntu", "24.04", "Ubuntu 24.04 LTS"),
+    OperatingSystem("debian", "12", "Debian 12 (bookworm)"),
+    OperatingSystem("debian", "13", "Debian 13 (trixie)"),
+)
+
+
+#: The GCE disk types the program creates (the API's names): balanced Persistent Disk where the
+#: machine series takes Persistent Disk, Hyperdisk Balanced where it takes Hyperdisk only.
+PD_BALANCED = "pd-balanced"
+HYPERDISK_BALANCED = "hyperdisk-balanced"
 
 
 @dataclass(frozen=True)
@@ -44,6 +80,12 @@ class MachineSpec:
     memory_mb: int
     arch: str  # "x86_64" or "arm64"
     shared_core: bool = False
+    #: The type of the node's boot disk and Ceph disk (a type its series accepts for both).
+    disk_type: str = PD_BALANCED
+    #: Every durable block-storage type GCE lets the series use (empty: not known here).
+    disk_types: tuple[str, ...] = ()
+    #: The machine series (``n4``; ``n1`` for ``custom-*``), "" when not known here.
+    series: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,42 +101,125 @@ class Minimums:
 DEFAULT_MINIMUMS = Minimums()
 
 # --- The Google Cloud machine catalogue ------------------------------------------------
-# family -> (architecture, {shape: memory GiB per vCPU}, allowed vCPU counts)
-_PREDEFINED: dict[str, tuple[str, dict[str, float], tuple[int, ...]]] = {
-    "e2": ("x86_64", {"standard": 4, "highmem": 8, "highcpu": 1}, (2, 4, 8, 16, 32)),
-    "n1": ("x86_64", {"standard": 3.75, "highmem": 6.5, "highcpu": 0.9}, (1, 2, 4, 8, 16, 32, 64, 96)),
-    "n2": ("x86_64", {"standard": 4, "highmem": 8, "highcpu": 1}, (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)),
-    "n2d": ("x86_64", {"standard": 4, "highmem": 8, "highcpu": 1}, (2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 224)),
-    "n4": ("x86_64", {"standard": 4, "highmem": 8, "highcpu": 2}, (2, 4, 8, 16, 32, 48, 64, 80)),
-    "c3": ("x86_64", {"standard": 4, "highmem": 8, "highcpu": 2}, (4, 8, 22, 44, 88, 176)),
-    "c3d": ("x86_64", {"standard": 4, "highmem": 8, "highcpu": 2}, (4, 8, 16, 30, 60, 90, 180, 360)),
-    "c4": ("x86_64", {"standard": 3.75, "highmem": 7.75, "highcpu": 2}, (2, 4, 8, 16, 32, 48, 96, 192)),
-    "t2d": ("x86_64", {"standard": 4}, (1, 2, 4, 8, 16, 32, 48, 60)),
-    "t2a": ("arm64", {"standard": 4}, (1, 2, 4, 8, 16, 32, 48)),
-    "c4a": ("arm64", {"standard": 4, "highmem": 8, "highcpu": 2}, (1, 2, 4, 8, 16, 32, 48, 64, 72)),
+# Checked against GCE's own page of the general-purpose machine family (machine types, and
+# "Supported disk types for <series>"): tests/upstream/gce, tests/test_upstream_gce.py.
+
+_PD = (PD_BALANCED, "pd-ssd", "pd-standard")
+_HD_BALANCED = (HYPERDISK_BALANCED, "hyperdisk-balanced-high-availability")
+
+
+@dataclass(frozen=True)
+class _Family:
+    """One machine series: its CPU architecture, its predefined shapes and its disk types."""
+
+    arch: str
+    #: shape -> (memory GiB per vCPU, the vCPU counts GCE offers in that shape)
+    shapes: dict[str, tuple[float, tuple[int, ...]]]
+    #: Every durable block-storage type GCE lets the series use, boot and data disks alike
+    #: (Local SSD, a scratch disk that only some machine types attach, is left out).
+    disk_types: tuple[str, ...]
+
+    @property
+    def disk_type(self) -> str:
+        """Balanced Persistent Disk where the series takes it, else Hyperdisk Balanced (both boot)."""
+        if PD_BALANCED in self.disk_types:
+            return PD_BALANCED
+        assert HYPERDISK_BALANCED in self.disk_types, "a series without pd-balanced takes hyperdisk-balanced"
+        return HYPERDISK_BALANCED
+
+
+_E2 = (2, 4, 8, 16, 32)
+_N1 = (2, 4, 8, 16, 32, 64, 96)
+_N2 = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
+_N2D = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 224)
+_N4 = (2, 4, 8, 16, 32, 48, 64, 80)
+_C3 = (4, 8, 22, 44, 88, 176)
+_C3D = (4, 8, 16, 30, 60, 90, 180, 360)
+_C4 = (2, 4, 8, 16, 24, 32, 48, 96, 144, 192, 288)
+_C4A = (1, 2, 4, 8, 16, 32, 48, 64, 72)
+
+_FAMILIES: dict[str, _Family] = {
+    "e2": _Family("x86_64", {"standard": (4, _E2), "highmem": (8, _E2[:-1]), "highcpu": (1, _E2)}, _PD),
+    "n1": _Family("x86_64", {"standard": (3.75, (1, *_N1)), "highmem": (6.5, _N1), "highcpu": (0.9, _N1)}, _PD),
+    "n2": _Family(
+        "x86_64",
+        {"standard": (4, _N2), "highmem": (8, _N2), "highcpu": (1, _N2[:-1])},
+        (*_PD, "pd-extreme", "hyperdisk-extreme", "hyperdisk-throughput"),
+    ),
+    "n2d": _Family(
+        "x86_64",
+        {"standard": (4, _N2D), "highmem": (8, _N2D[:-2]), "highcpu": (1, _N2D)},
+        (*_PD, "hyperdisk-throughput"),
+    ),
+    # N4, C4 and C4A take Hyperdisk only: "doesn't support Persistent Disk".
+    "n4": _Family(
+        "x86_64", {"standard": (4, _N4), "highmem": (8, _N4), "highcpu": (2, _N4)}, (*_HD_BALANCED, "hyperdisk-throughput")
+    ),
+    "c3": _Family(
+        "x86_64",
+        {"standard": (4, _C3), "highmem": (8, _C3), "highcpu": (2, _C3)},
+        (PD_BALANCED, "pd-ssd", *_HD_BALANCED, "hyperdisk-extreme", "hyperdisk-ml", "hyperdisk-throughput"),
+    ),
+    "c3d": _Family(
+        "x86_64",
+        {"standard": (4, _C3D), "highmem": (8, _C3D), "highcpu": (2, _C3D)},
+        (PD_BALANCED, "pd-ssd", *_HD_BALANCED, "hyperdisk-extreme", "hyperdisk-ml", "hyperdisk-throughput"),
+    ),
+    "c4": _Family(
+        "x86_64",
+        {"standard": (3.75, _C4), "highmem": (7.75, _C4), "highcpu": (2, _C4)},
+        (*_HD_BALANCED, "hyperdisk-extreme", "hyperdisk-throughput"),
+    ),
+    "t2d": _Family("x86_64", {"standard": (4, (1, 2, 4, 8, 16, 32, 48, 60))}, (*_PD, "hyperdisk-throughput")),
+    "t2a": _Family("arm64", {"standard": (4, (1, 2, 4, 8, 16, 32, 48))}, _PD),
+    "c4a": _Family(
+        "arm64",
+        {"standard": (4, _C4A), "highmem": (8, _C4A), "highcpu": (2, _C4A)},
+        (*_HD_BALANCED, "hyperdisk-extreme", "hyperdisk-ml", "hyperdisk-throughput"),
+    ),
 }
+
+#: Predefined types whose memory is not vCPUs x GiB per vCPU (GCE rounds or caps them), in GiB.
+_MEMORY_GB_EXCEPTIONS: dict[str, float] = {
+    "n2-highmem-128": 864,
+    "c3d-highcpu-30": 59,
+    "c3d-highcpu-60": 118,
+    "c3d-highcpu-90": 177,
+    "c3d-highcpu-180": 354,
+    "c3d-highcpu-360": 708,
+    "c4-standard-2": 7,
+    "c4-highmem-2": 15,
+}
+
+
+def _spec(series: str, name: str, vcpus: float, memory_mb: int, shared_core: bool = False) -> MachineSpec:
+    family = _FAMILIES[series]
+    return MachineSpec(
+        name,
+        vcpus,
+        memory_mb,
+        family.arch,
+        shared_core,
+        disk_type=family.disk_type,
+        disk_types=family.disk_types,
+        series=series,
+    )
+
 
 # Shared-core types: a fraction of a core, sustained (they burst to 2 vCPUs for short times).
 _SHARED_CORE: dict[str, MachineSpec] = {
     m.name: m
     for m in (
-        MachineSpec("e2-micro", 0.25, 1024, "x86_64", shared_core=True),
-        MachineSpec("e2-small", 0.5, 2048, "x86_64", shared_core=True),
-        MachineSpec("e2-medium", 1.0, 4096, "x86_64", shared_core=True),
-        MachineSpec("f1-micro", 0.2, 614, "x86_64", shared_core=True),
-        MachineSpec("g1-small", 0.5, 1741, "x86_64", shared_core=True),
+        _spec("e2", "e2-micro", 0.25, 1024, shared_core=True),
+        _spec("e2", "e2-small", 0.5, 2048, shared_core=True),
+        _spec("e2", "e2-medium", 1.0, 4096, shared_core=True),
+        _spec("n1", "f1-micro", 0.2, 614, shared_core=True),
+        _spec("n1", "g1-small", 0.5, 1741, shared_core=True),
     )
 }
 
-# Families that accept custom shapes, with their architecture ("custom-" alone is N1).
-_CUSTOM_FAMILIES: dict[str, str] = {
-    "": "x86_64",
-    "n1": "x86_64",
-    "e2": "x86_64",
-    "n2": "x86_64",
-    "n2d": "x86_64",
-    "n4": "x86_64",
-}
+# Series that accept custom shapes ("custom-" alone is N1).
+_CUSTOM_FAMILIES: dict[str, str] = {"": "n1", "n1": "n1", "e2": "e2", "n2": "n2", "n2d": "n2d", "n4": "n4"}
 _CUSTOM_RE = re.compile(
     r"^(?:(?P<family>[a-z][a-z0-9]*)-)?custom-(?P<cpus>\d+|micro|small|medium)-(?P<mb>\d+)(?P<ext>-ext)?$"
 )
@@ -103,16 +228,19 @@ _SHARED_CUSTOM_CPUS = {"micro": 0.25, "small": 0.5, "medium": 1.0}
 
 def _predefined_catalogue() -> dict[str, MachineSpec]:
     catalogue: dict[str, MachineSpec] = dict(_SHARED_CORE)
-    for family, (arch, shapes, counts) in _PREDEFINED.items():
-        for shape, gib_per_cpu in shapes.items():
+    for family_name, family in _FAMILIES.items():
+        for shape, (gib_per_cpu, counts) in family.shapes.items():
             for cpus in counts:
-                name = f"{family}-{shape}-{cpus}"
-                catalogue[name] = MachineSpec(name, float(cpus), int(round(cpus * gib_per_cpu * 1024)), arch)
+                name = f"{family_name}-{shape}-{cpus}"
+                gib = _MEMORY_GB_EXCEPTIONS.get(name, cpus * gib_per_cpu)
+                catalogue[name] = _spec(family_name, name, float(cpus), int(round(gib * 1024)))
     return catalogue
 
 
 #: Every predefined GCP machine type this project knows, by name.
 GCP_MACHINE_TYPES: dict[str, MachineSpec] = _predefined_catalogue()
+#: The machine series whose every disk must be Hyperdisk (GCE gives them no Persistent Disk).
+HYPERDISK_ONLY_SERIES: tuple[str, ...] = tuple(n for n, f in _FAMILIES.items() if f.disk_type == HYPERDISK_BALANCED)
 
 
 def lookup_machine_type(name: str) -> MachineSpec | None:
@@ -123,19 +251,47 @@ def lookup_machine_type(name: str) -> MachineSpec | None:
     match = _CUSTOM_RE.match(name)
     if match is None:
         return None
-    family = match.group("family") or ""
-    if family not in _CUSTOM_FAMILIES:
+    family_name = match.group("family") or ""
+    if family_name not in _CUSTOM_FAMILIES:
         return None
+    series = _CUSTOM_FAMILIES[family_name]
     cpus_text = match.group("cpus")
     memory_mb = int(match.group("mb"))
     if cpus_text in _SHARED_CUSTOM_CPUS:
-        if family != "e2":
+        if family_name != "e2":
             return None
-        return MachineSpec(name, _SHARED_CUSTOM_CPUS[cpus_text], memory_mb, "x86_64", shared_core=True)
+        return _spec(series, name, _SHARED_CUSTOM_CPUS[cpus_text], memory_mb, shared_core=True)
     cpus = int(cpus_text)
     if cpus < 1 or memory_mb < 1:
         return None
-    return MachineSpec(name, float(cpus), memory_mb, _CUSTOM_FAMILIES[family])
+    return _spec(series, name, float(cpus), memory_mb)
+
+
+def disk_type(machine_type: str) -> str:
+    """The disk type of a node's boot disk and Ceph disk on this machine type.
+
+    Raises ValueError for a machine type the catalogue does not know (config validation
+    refuses those before any resource is built).
+    """
+    spec = lookup_machine_type(machine_type)
+    if spec is None:
+        raise ValueError(f"unknown machine type {machine_type!r}: no disk type for it")
+    return spec.disk_type
+
+
+def disk_type_problems(machine_type: str, disk_type_name: str) -> list[str]:
+    """Why a disk of this type cannot be attached to (or boot) this machine type (empty when it
+    can, or when the catalogue does not know the machine type: ``machine_type_problems`` says so)."""
+    spec = lookup_machine_type(machine_type)
+    if spec is None or not spec.disk_types:
+        return []
+    wanted = disk_type_name.strip().rstrip("/").rsplit("/", 1)[-1]
+    if wanted in spec.disk_types:
+        return []
+    return [
+        f"{machine_type} cannot use {wanted} disks: GCE gives the {spec.series.upper()} series only "
+        f"{', '.join(spec.disk_types)}; use {spec.disk_type}"
+    ]
 
 
 def machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> list[str]:
@@ -144,7 +300,7 @@ def machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> l
     if spec is None:
         return [
             f"unknown machine type {name!r}: use a predefined type of the families "
-            f"{', '.join(sorted(_PREDEFINED))} or FAMILY-custom-CPUS-MB "
+            f"{', '.join(sorted(_FAMILIES))} or FAMILY-custom-CPUS-MB "
             f"(for example n2-custom-4-16384)"
         ]
     problems: list[str] = []
@@ -195,6 +351,9 @@ def preflight_env(minimums: Minimums = DEFAULT_MINIMUMS) -> dict[str, str]:
         "RECOMMENDED_MEMORY_MB": str(minimums.recommended_memory_mb),
         "MIN_DISK_GB": str(minimums.disk_gb),
         "MIN_KERNEL": f"{MIN_KERNEL[0]}.{MIN_KERNEL[1]}",
+        "KERNEL_LTS": " ".join(f"{major}.{minor}" for major, minor in KERNEL_LTS_LINES),
         "SUPPORTED_ARCHS": " ".join(ARCHITECTURES),
         "TOLERANCE_PERCENT": str(NODE_REPORTED_TOLERANCE_PERCENT),
+        # One line per system: "ID VERSION_ID display name" (the name may hold spaces).
+        "SUPPORTED_OS": "\n".join(f"{system.id} {system.version_id} {system.name}" for system in SUPPORTED_OS),
     }

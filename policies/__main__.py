@@ -18,7 +18,10 @@ thresholds can only be raised through the pack's config, e.g. for a prod stack::
 What the engine sends, and how these policies deal with it:
 
 * ``args.props`` are the resource's *inputs* with the engine's camelCase names
-  (``machineType``, ``bootDisk.initializeParams.size``, ``sourceRanges``).
+  (``machineType``, ``bootDisk.initializeParams.size``, ``bootDisk.initializeParams.type``,
+  ``sourceRanges``). A ``gcp:compute/disk:Disk`` names no machine type, so the disk-type policy
+  checks the boot disk of an instance (and every disk of a template); the program gives a
+  node's Ceph disk the same type as its boot disk (``hardware.disk_type``).
 * Unknown values (preview, computed from other resources' outputs) arrive as the
   UNKNOWN sentinels; pulumi-policy's proxy raises ``UnknownValueError`` when one is read
   and reports it as an *advisory* "can't run policy ... during preview". No policy here
@@ -248,6 +251,32 @@ def _validate_boot_disk(args: ResourceValidationArgs, report: ReportViolation) -
         report(f"{args.name}: {problem} ({where})", None)
 
 
+def _disk_types(args: ResourceValidationArgs) -> list[tuple[str, str]]:
+    """(where, disk type) of each disk whose type the inputs set: an instance's boot disk, every
+    disk of a template. An unset type is GCE's default for the series, which the series takes."""
+    if args.resource_type == INSTANCE:
+        value = _get(args.props.get("bootDisk"), "initializeParams", "type")
+        return [("bootDisk.initializeParams.type", value)] if isinstance(value, str) and value.strip() else []
+    found: list[tuple[str, str]] = []
+    for index, disk in enumerate(_items(args.props.get("disks"))):
+        value = _get(disk, "diskType")
+        if isinstance(value, str) and value.strip():
+            found.append((f"disks[{index}].diskType", value))
+    return found
+
+
+def _validate_disk_type(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in NODE_TYPES:
+        return
+    value = args.props.get("machineType")
+    if not isinstance(value, str) or not value.strip():
+        return  # the machine-type policy reports it
+    name = machine_type_name(value)
+    for where, disk_type in _disk_types(args):
+        for problem in hardware.disk_type_problems(name, disk_type):
+            report(f"{args.name}: {problem} ({where})", None)
+
+
 # --- Firewall --------------------------------------------------------------------------
 
 
@@ -451,6 +480,12 @@ POLICIES = [
         _validate_boot_disk,
         EnforcementLevel.MANDATORY,
         {"minDiskGb": _number_schema("Minimum boot disk per node in GB (can only be raised)", _MIN.disk_gb)},
+    ),
+    _policy(
+        "node-disk-type-supported",
+        "Node disks must be of a type the machine series takes (N4, C4 and C4A: Hyperdisk only)",
+        _validate_disk_type,
+        EnforcementLevel.MANDATORY,
     ),
     _policy(
         "node-memory-recommended",

@@ -6,6 +6,7 @@ registered no resource at all (bad config -> nothing half-made).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -111,7 +112,8 @@ def test_structured_values_arrive_as_json_text_like_the_cli_sends_them() -> None
 
 
 @pytest.mark.parametrize("machine_type", ["e2-standard-2", "n2-standard-4", "c4a-standard-2", "t2a-standard-2",
-                                          "n2-custom-4-16384", "custom-2-4096", "n2d-highmem-2"])
+                                          "n2-custom-4-16384", "custom-2-4096", "n2d-highmem-2", "n4-standard-2",
+                                          "c4-standard-2", "c4-standard-24", "n4-custom-2-8192"])
 def test_machine_types_that_meet_the_spec(machine_type: str) -> None:
     assert hardware.machine_type_problems(machine_type) == []
 
@@ -121,6 +123,27 @@ def test_machine_types_that_meet_the_spec(machine_type: str) -> None:
                                           "nonsense", "z9-standard-4"])
 def test_machine_types_below_the_spec(machine_type: str) -> None:
     assert hardware.machine_type_problems(machine_type), f"{machine_type} should miss the spec"
+
+
+@pytest.mark.parametrize("machine_type", ["e2-highmem-32", "n2-highcpu-128", "n2d-highmem-224", "n1-highcpu-1",
+                                          "n1-highmem-1", "c4-standard-64", "c4a-custom-2-8192", "t2a-custom-2-8192"])
+def test_machine_types_gce_does_not_offer_are_refused(machine_type: str) -> None:
+    """GCE's tables (tests/upstream/gce) have no such type: pulumi up would fail on it."""
+    problems = hardware.machine_type_problems(machine_type)
+    assert problems and "unknown machine type" in problems[0], f"{machine_type} passed: {problems}"
+
+
+@pytest.mark.parametrize(("machine_type", "disk_type"), [("n4-standard-2", "hyperdisk-balanced"),
+                                                         ("c4-standard-4", "hyperdisk-balanced"),
+                                                         ("c4a-standard-2", "hyperdisk-balanced"),
+                                                         ("e2-standard-2", "pd-balanced"),
+                                                         ("n2-standard-4", "pd-balanced"),
+                                                         ("t2a-standard-2", "pd-balanced")])
+def test_disk_type_comes_with_the_machine_type(machine_type: str, disk_type: str) -> None:
+    spec = hardware.lookup_machine_type(machine_type)
+    assert spec is not None and spec.disk_type == disk_type, f"{machine_type}: {spec}"
+    config = parse_cluster_config({"adminCidrs": '["203.0.113.7/32"]', "controlPlane": json.dumps({"machineType": machine_type})})
+    assert hardware.disk_type(config.control_plane.machine_type) == disk_type
 
 
 def test_arm_families_are_arm64() -> None:

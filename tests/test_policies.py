@@ -37,6 +37,7 @@ K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 MACHINE = "node-machine-type-minimums"
 DISK = "node-boot-disk-minimum"
+DISK_TYPE = "node-disk-type-supported"
 MEMORY_ADVICE = "node-memory-recommended"
 FIREWALL_POLICY = "firewall-no-public-admin-ports"
 DASHBOARD = "dashboard-not-exposed"
@@ -74,18 +75,22 @@ def resource(type_: str, name: str, props: dict[str, Any], **extra: Any) -> dict
     return {"type": type_, "name": name, "urn": urn(type_, name), "props": props, **extra}
 
 
-def instance(machine_type: Any, size: Any = 50, name: str = "node-0") -> dict[str, Any]:
+def instance(machine_type: Any, size: Any = 50, name: str = "node-0", disk_type: Any = None) -> dict[str, Any]:
     boot: dict[str, Any] = {"initializeParams": {"image": "ubuntu-os-cloud/ubuntu-2404-lts-amd64"}}
     if size is not None:
         boot["initializeParams"]["size"] = size
+    if disk_type is not None:
+        boot["initializeParams"]["type"] = disk_type
     return resource(INSTANCE, name, {"machineType": machine_type, "zone": "europe-west1-b", "bootDisk": boot})
 
 
-def template(machine_type: Any, size: Any = 50, name: str = "pool-template") -> dict[str, Any]:
+def template(machine_type: Any, size: Any = 50, name: str = "pool-template", disk_type: Any = None) -> dict[str, Any]:
     disks = [
         {"boot": True, "autoDelete": True, "diskSizeGb": size, "sourceImage": "ubuntu-os-cloud/ubuntu-2404-lts-amd64"},
         {"boot": False, "diskSizeGb": 10, "type": "PERSISTENT"},
     ]
+    if disk_type is not None:
+        disks[0]["diskType"] = disk_type
     return resource(TEMPLATE, name, {"machineType": machine_type, "disks": disks})
 
 
@@ -145,6 +150,7 @@ def test_pack_serves_analyzer_info_with_policies_levels_and_config_schema(pack: 
     assert levels == {
         MACHINE: analyzer_pb2.MANDATORY,
         DISK: analyzer_pb2.MANDATORY,
+        DISK_TYPE: analyzer_pb2.MANDATORY,
         MEMORY_ADVICE: analyzer_pb2.ADVISORY,
         FIREWALL_POLICY: analyzer_pb2.MANDATORY,
         DASHBOARD: analyzer_pb2.MANDATORY,
@@ -227,6 +233,53 @@ def test_template_boot_disk_is_the_one_marked_boot(pack: PolicyPackProcess) -> N
     disks[1]["diskSizeGb"] = 20
     violations = pack.analyze(resource(TEMPLATE, "t", {"machineType": "e2-standard-2", "disks": disks}))
     assert_blocked(violations, DISK, "20 GB")
+
+
+@pytest.mark.parametrize(
+    ("machine_type", "disk_type", "says"),
+    [
+        ("n4-standard-4", "pd-balanced", "use hyperdisk-balanced"),
+        ("c4-standard-4", "pd-ssd", "GCE gives the C4 series only"),
+        ("c4a-standard-2", "projects/p/zones/z/diskTypes/pd-balanced", "c4a-standard-2 cannot use pd-balanced"),
+        ("n4-custom-4-16384", "pd-balanced", "use hyperdisk-balanced"),
+        ("e2-standard-2", "hyperdisk-balanced", "use pd-balanced"),
+        ("t2a-standard-2", "hyperdisk-balanced", "GCE gives the T2A series only"),
+    ],
+)
+@pytest.mark.parametrize("kind", [instance, template])
+def test_boot_disk_of_a_type_the_series_refuses_is_blocked(
+    pack: PolicyPackProcess, kind: Any, machine_type: str, disk_type: str, says: str
+) -> None:
+    """Defect 6: N4, C4 and C4A take Hyperdisk only; Persistent Disk there fails at pulumi up."""
+    assert_blocked(pack.analyze(kind(machine_type, disk_type=disk_type)), DISK_TYPE, says)
+
+
+@pytest.mark.parametrize(
+    ("machine_type", "disk_type"),
+    [
+        ("n4-standard-4", "hyperdisk-balanced"),
+        ("c4a-standard-2", "zones/europe-west1-b/diskTypes/hyperdisk-balanced"),
+        ("c4-standard-4", None),  # unset: GCE's default for the series
+        ("e2-standard-2", "pd-balanced"),
+        ("c3-standard-4", "hyperdisk-balanced"),
+        ("t2a-standard-2", "pd-balanced"),
+    ],
+)
+@pytest.mark.parametrize("kind", [instance, template])
+def test_boot_disk_of_a_type_the_series_takes_passes(
+    pack: PolicyPackProcess, kind: Any, machine_type: str, disk_type: str | None
+) -> None:
+    assert not of(pack.analyze(kind(machine_type, disk_type=disk_type)), DISK_TYPE)
+
+
+def test_the_disk_type_policy_uses_the_hardware_truth(pack: PolicyPackProcess) -> None:
+    for series in hardware.HYPERDISK_ONLY_SERIES:
+        machine_type = f"{series}-standard-4"
+        assert not of(pack.analyze(instance(machine_type, disk_type=hardware.disk_type(machine_type))), DISK_TYPE)
+
+
+def test_unknown_disk_type_in_preview_is_no_mandatory_violation(pack: PolicyPackProcess) -> None:
+    assert_no_mandatory(pack.analyze(instance("n4-standard-4", disk_type=UNKNOWN)))
 
 
 def test_recommended_memory_is_advisory_only(pack: PolicyPackProcess) -> None:

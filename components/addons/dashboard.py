@@ -13,9 +13,25 @@ kind ``kubernetes-dashboard`` installs Kubernetes Dashboard **v2.7.0** (its
 * Both lines are archived (no security fixes either way); the exposure is bounded by
   never publishing the Service and by logging in with short-lived tokens. Headlamp
   (kind ``headlamp``) is the maintained successor and the better choice for new stacks.
+* v2.7.0 still speaks ``batch/v1beta1`` for CronJobs in two places (its
+  ``resource/cronjob/jobs.go`` and the ``cronjob`` entry of the resource verber in
+  ``api/types.go``); the API server has served no ``batch/v1beta1`` since Kubernetes 1.25, so
+  on 1.35/1.36 a CronJob's page cannot list the CronJob's Jobs, and editing, viewing as YAML or
+  deleting a CronJob from the UI fails with 404. Listing CronJobs, their details and "Trigger"
+  use ``batch/v1`` and work (tests/upstream/dashboard).
+
+The objects are those of v2.7.0's ``aio/deploy/recommended.yaml`` (compared in
+tests/test_upstream_dashboard.py), with three deliberate differences: the toleration names the
+control-plane taint (``node-role.kubernetes.io/master``, which upstream tolerates, is gone since
+1.25), the containers drop every capability and the pod runs as non-root (upstream's
+``runAsUser: 1001`` already does), and ``imagePullPolicy: IfNotPresent`` for the pinned tag (so a
+registry mirror or a pre-pulled image serves every restart).
 
 kind ``headlamp`` installs the Headlamp chart with ``service.type: ClusterIP`` and without
 the chart's cluster-admin binding of its own ServiceAccount (users log in with a token).
+When every node is tainted (a non-schedulable control plane and tainted-only pools) Headlamp
+tolerates the control-plane taint, as the Dashboard always does; otherwise it keeps the chart's
+default (no tolerations).
 
 With ``adminServiceAccount`` a ServiceAccount bound to ``cluster-admin`` is created; the
 access instructions mint a one-hour token for it (``kubectl create token``), never a
@@ -25,13 +41,20 @@ long-lived Secret token.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.addons.common import CONTROL_PLANE_TAINT, MANAGED_BY, chart_release, tolerations
-from components.config import ClusterConfig
+from components.addons.common import (
+    CONTROL_PLANE_TAINT,
+    MANAGED_BY,
+    chart_release,
+    toleration_values,
+    tolerations,
+)
+from components.config import ClusterConfig, Taint
 
 DASHBOARD_NAMESPACE = "kubernetes-dashboard"
 DASHBOARD_NAME = "kubernetes-dashboard"
@@ -55,6 +78,8 @@ def access_instructions(config: ClusterConfig) -> str:
             f"  open http://localhost:8001/api/v1/namespaces/{ns}/services/https:{svc}:/proxy/",
             "or with a port-forward (self-signed certificate):",
             f"  kubectl -n {ns} port-forward svc/{svc} 8443:443   # then https://localhost:8443/",
+            "Known gap: v2.7.0 reads CronJobs' Jobs and edits/deletes CronJobs through batch/v1beta1,",
+            "gone since Kubernetes 1.25 (404). Use kubectl for those, or dashboard.kind headlamp.",
         ]
     else:
         ns, svc = HEADLAMP_NAMESPACE, HEADLAMP_NAME
@@ -229,7 +254,8 @@ class Dashboard(pulumi.ComponentResource):
         pod_security = k8s.core.v1.PodSecurityContextArgs(
             run_as_non_root=True, seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
         )
-        # Like upstream (which tolerated the old master taint): may run on a control plane.
+        # Like upstream (which tolerated the old master taint): may run on a control plane, so the
+        # UI fits even when every node is tainted (the control plane carries no other taint).
         control_plane = tolerations([CONTROL_PLANE_TAINT])
 
         def one_pod(
@@ -337,13 +363,30 @@ class Dashboard(pulumi.ComponentResource):
             repo=versions.HEADLAMP_CHART_REPO,
             namespace=HEADLAMP_NAMESPACE,
             create_namespace=True,
-            values={
-                "fullnameOverride": HEADLAMP_NAME,
-                "service": {"type": "ClusterIP", "port": 80},
-                # The chart binds cluster-admin to Headlamp's own ServiceAccount by default;
-                # users log in with their own (short-lived) token instead.
-                "clusterRoleBinding": {"create": False},
-            },
+            values=headlamp_values(config),
             opts=opts,
         )
         return [release]
+
+
+def headlamp_values(config: ClusterConfig) -> dict[str, Any]:
+    """Values of the Headlamp chart (keys checked against its values.yaml: tests/upstream/dashboard)."""
+    values: dict[str, Any] = {
+        "fullnameOverride": HEADLAMP_NAME,
+        "service": {"type": "ClusterIP", "port": 80},
+        # The chart binds cluster-admin to Headlamp's own ServiceAccount by default;
+        # users log in with their own (short-lived) token instead.
+        "clusterRoleBinding": {"create": False},
+    }
+    tolerated = ui_tolerations(config)
+    if tolerated:
+        values["tolerations"] = toleration_values(tolerated)
+    return values
+
+
+def ui_tolerations(config: ClusterConfig) -> list[Taint]:
+    """What Headlamp tolerates: nothing while some node takes untolerating pods (the chart's
+    default), else the control plane's taint, so it runs there as the Dashboard may. The control
+    plane always exists and carries no other taint, so the UI always fits; the pools' taints stay
+    untolerated (they dedicate nodes to other work)."""
+    return [] if config.untainted_node_exists else [CONTROL_PLANE_TAINT]

@@ -10,7 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_tls as tls
 from pulumi_command import remote
 
-from components import versions
+from components import hardware, versions
 from components.config import ClusterConfig, GcpSettings
 from components.machines import Endpoints, Machine
 from components.nodes import STORAGE_DEVICE_NAME, NodeSpec
@@ -325,6 +325,8 @@ class GcpMachines(pulumi.ComponentResource):
 
         self.machines = {}
         for node in nodes:
+            # The series decides: N4, C4 and C4A take Hyperdisk only, boot disk included.
+            disk_type = hardware.disk_type(node.machine_type)
             attached: list[gcp.compute.InstanceAttachedDiskArgs] = []
             if node.storage_disk_size_gb:
                 disk = gcp.compute.Disk(
@@ -332,7 +334,7 @@ class GcpMachines(pulumi.ComponentResource):
                     name=f"{node.name}-storage",
                     zone=settings.zone,
                     size=node.storage_disk_size_gb,
-                    type="pd-balanced",
+                    type=disk_type,
                     description="Blank disk for a Ceph OSD (Rook)",
                     opts=child,
                 )
@@ -348,7 +350,7 @@ class GcpMachines(pulumi.ComponentResource):
                 boot_disk=gcp.compute.InstanceBootDiskArgs(
                     auto_delete=True,
                     initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-                        image=versions.GCP_IMAGES[node.arch], size=node.disk_size_gb, type="pd-balanced"
+                        image=versions.GCP_IMAGES[node.arch], size=node.disk_size_gb, type=disk_type
                     ),
                 ),
                 attached_disks=attached,
