@@ -140,9 +140,14 @@ KUBEADM = r"""case "$1 ${2:-}" in
   "init phase")
     n=$(count upload-certs)
     if ((n <= ${STUB_UPLOAD_FAILURES:-0})); then echo "error execution phase upload-certs: connection refused" >&2; exit 1; fi
+    # Like kubeadm: --certificate-key cannot be mixed with --config; the key comes from either.
+    key="" cfg="" prev=""
+    for a in "$@"; do [[ $prev == --certificate-key ]] && key=$a; [[ $prev == --config ]] && cfg=$a; prev=$a; done
+    if [[ -n $cfg && -n $key ]]; then echo "can not mix '--config' with arguments [certificate-key]" >&2; exit 1; fi
+    [[ -n $cfg ]] && key=$(awk '$1 == "certificateKey:" { gsub(/"/, "", $2); print $2 }' "$cfg")
+    [[ -n $cfg ]] && { stat -c %a "$cfg" >"$STUB_STATE/upload-mode"; cp "$cfg" "$STUB_STATE/upload-config"; }
+    echo "$key" >"$STUB_STATE/upload-key"
     echo '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
-    key="" prev=""
-    for a in "$@"; do [[ $prev == --certificate-key ]] && key=$a; prev=$a; done
     [[ " $* " == *" --skip-certificate-key-print "* ]] || { echo "[upload-certs] Using certificate key:"; echo "$key"; }
     exit 0 ;;
   "upgrade apply")
@@ -451,14 +456,20 @@ def test_a_malformed_certificate_key_is_refused_without_echoing_it(box: Sandbox,
 def _first_control_plane(sandbox: Sandbox) -> None:
     _write(sandbox, "/etc/kubernetes/pki/ca.crt", "CA CERT\n")
     _write(sandbox, "/etc/kubernetes/admin.conf", "admin\n")
+    _state(sandbox, "cluster-version", OLD + "\n")
 
 
 def test_mint_token_with_a_certificate_key_reuploads_the_certificates_first(box: Sandbox) -> None:
     _first_control_plane(box)
     result = box.run("mint-token.sh", {"NODE_NAME": "cp-1", "TOKEN_TTL": "1h", "CERTIFICATE_KEY": CERT_KEY, "STUB_UPLOAD_FAILURES": "1"})
     assert result.rc == 0, _explain(result)
-    upload = f"kubeadm init phase upload-certs --upload-certs --certificate-key {CERT_KEY} --skip-certificate-key-print"
+    config = box.path("/etc/kubernetes/tmp/kubeadm-cluster-upload-certs.yaml")
+    admin = box.path("/etc/kubernetes/admin.conf")
+    upload = (f"kubeadm init phase upload-certs --config {config} --upload-certs --skip-certificate-key-print "
+              f"--kubeconfig {admin}")
     assert result.called("kubeadm init phase") == [upload, upload], f"expected a retried upload: {result.calls}"
+    assert (box.state / "upload-key").read_text().strip() == CERT_KEY, "kubeadm did not get the certificate key"
+    assert not config.exists(), "the upload config (it holds the certificate key) was left on disk"
     _assert_order(result, ("kubeadm init phase upload-certs",), ("kubeadm token create",))
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith('{"token":"abcdef.0123456789abcdef","caCertHash":"sha256:'), (

@@ -76,12 +76,28 @@ def node_env(config: ClusterConfig, node_name: str) -> dict[str, str]:
         "CONTAINERD_RELEASE_URL": mirrors.containerd_releases or versions.CONTAINERD_RELEASE_URL,
         "RUNC_VERSION": versions.RUNC_VERSION,
         "RUNC_RELEASE_URL": mirrors.runc_releases or versions.RUNC_RELEASE_URL,
-        "PAUSE_IMAGE": f"{config.image_repository}/{versions.PAUSE_IMAGE.split('/', 1)[1]}",
+        "PAUSE_IMAGE": pause_image(config),
         # One line per registry: "registry=endpoint[,endpoint...]" -> containerd hosts.toml files.
         "REGISTRY_MIRRORS": "\n".join(
             f"{registry}={','.join(endpoints)}" for registry, endpoints in sorted(mirrors.registries.items())
         ),
     }
+
+
+def pause_image(config: ClusterConfig) -> str:
+    """The sandbox image kubeadm of the stack's Kubernetes minor pins, on the stack's registry.
+
+    containerd gets the same one (prepare-node.sh): on an upgrade to a new minor, node prep runs
+    again with the new minor's image before `kubeadm upgrade`, so the pin follows the minor.
+    """
+    minor = int(config.kubernetes_version.split(".")[1])
+    tag = versions.PAUSE_VERSIONS.get(minor)
+    if tag is None:
+        raise ValueError(
+            f"no pause image is known for Kubernetes 1.{minor}: add it to versions.PAUSE_VERSIONS "
+            f"(kubeadm's constants.PauseVersion of that minor)"
+        )
+    return f"{config.image_repository}/pause:{tag}"
 
 
 def endpoint_env(endpoints: Endpoints, final_ip: pulumi.Input[str], bootstrap_ip: pulumi.Input[str] | None = None) -> dict[str, pulumi.Input[str]]:

@@ -13,7 +13,10 @@
 #         Optional KC_READY_ATTEMPTS (default 30) bounds the /readyz wait.
 #         Optional CERTIFICATE_KEY (64 hex digits; HA): the control-plane certificates are uploaded
 #         (--upload-certs), encrypted with that key, which KUBEADM_CONFIG already holds as the
-#         InitConfiguration's certificateKey. It is a secret: never printed.
+#         InitConfiguration's certificateKey. It is a secret: never printed, never on a command
+#         line (kubeadm reads it from the config file), and removed from the kept
+#         /etc/kubernetes/kubeadm-config.yaml as soon as kubeadm init has run, whatever its outcome
+#         (also on a later run, from a copy an older version of this step left).
 # Stdout: nothing (kubeadm's output goes to stderr; the join token and the certificate key are
 #         never printed).
 set -euo pipefail
@@ -30,9 +33,27 @@ CERTIFICATE_KEY=${CERTIFICATE_KEY:-}
 [[ -z $CERTIFICATE_KEY || $CERTIFICATE_KEY =~ ^[0-9a-fA-F]{64}$ ]] ||
   kc_die "CERTIFICATE_KEY must be 64 hex digits (32 bytes; the value is not shown: it is a secret)"
 
+# kc_init_scrub_key CONFIG : CONFIG without its certificateKey line. Only `kubeadm init
+# --upload-certs` needs the key; the copy kept for reference must not hold it. Reads and
+# compares with shell builtins, so that the key never shows in a process list.
+kc_init_scrub_key() {
+  local config=$1 content
+  [[ -f $config ]] || return 0
+  content=$(<"$config")
+  if [[ $content == *certificateKey:* ]]; then
+    kc_write_file "$config" 0600 < <(grep -v -E '^[[:space:]]*certificateKey:' "$config" || true)
+    content=$(<"$config")
+  fi
+  if [[ -n $CERTIFICATE_KEY && $content == *"$CERTIFICATE_KEY"* ]]; then
+    kc_die "the certificate key is still in $config after removing its certificateKey line"
+  fi
+}
+
 kc_init_main() {
   local admin=$KC_ROOT/etc/kubernetes/admin.conf
-  local config=$KC_ROOT/etc/kubernetes/kubeadm-config.yaml
+  local config=$KC_ROOT/etc/kubernetes/kubeadm-config.yaml hook
+  printf -v hook 'kc_init_scrub_key %q' "$config"
+  kc_on_exit "$hook"
   if [[ -f $admin ]]; then
     kc_log "$NODE_NAME is already initialised ($admin exists): skipping kubeadm init"
   else
@@ -55,6 +76,7 @@ kc_init_main() {
     fi
     [[ -f $admin ]] || kc_die "kubeadm init succeeded but wrote no $admin"
   fi
+  kc_init_scrub_key "$config"
   kc_log "waiting for the API server to be ready"
   kc_retry "${KC_READY_ATTEMPTS:-30}" kubectl --kubeconfig "$admin" get --raw=/readyz >/dev/null ||
     kc_die "the API server on $NODE_NAME did not become ready"

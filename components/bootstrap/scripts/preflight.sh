@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Checks a node against the hardware spec before anything is installed on it: 64-bit OS on a
-# supported architecture, vCPUs, memory, root filesystem size, kernel version, cgroup v2 and
-# outbound internet access. Every miss is collected, then the step fails once with a message
-# naming the node and each requirement it misses (what it needs, what it has).
+# Checks a node against the hardware spec before anything is installed on it: a supported
+# operating system, 64-bit OS on a supported architecture, vCPUs, memory, root filesystem size,
+# kernel version, cgroup v2 and outbound internet access. Every miss is collected, then the step
+# fails once with a message naming the node and each requirement it misses (what it needs, what
+# it has).
 #
 # A running machine reports less than its nominal size (the kernel keeps part of the RAM, the
 # filesystem part of the disk): memory and disk are accepted down to
@@ -11,7 +12,12 @@
 #
 # Inputs (the numbers come from components.hardware.preflight_env()):
 #   NODE_NAME, MIN_VCPUS, MIN_MEMORY_MB, RECOMMENDED_MEMORY_MB, MIN_DISK_GB,
-#   MIN_KERNEL ("5.8"), SUPPORTED_ARCHS ("x86_64 aarch64", as `uname -m` prints them),
+#   MIN_KERNEL ("6.0") and KERNEL_LTS ("5.4 5.10 5.15"): the kernels kubeadm supports, any release
+#   from MIN_KERNEL on and the KERNEL_LTS lines (kubeadm's system validator warns about others),
+#   SUPPORTED_ARCHS ("x86_64 aarch64", as `uname -m` prints them),
+#   SUPPORTED_OS: one line per supported system, "ID VERSION_ID display name" ("debian 12 Debian 12"),
+#   matched against ID and VERSION_ID of the node's os-release(5) file: /etc/os-release, or
+#   /usr/lib/os-release when that is missing (the file's own precedence rule),
 #   TOLERANCE_PERCENT; optional CONNECTIVITY_URL, the URL that must answer (default: K8S_APT_REPO
 #   when set, as in the preflight + prepare-node bundle, so a package mirror is what gets checked;
 #   else https://pkgs.k8s.io/). Any HTTP answer counts: only the connection matters.
@@ -28,8 +34,10 @@ KC_STEP=preflight
 : "${MIN_MEMORY_MB:?MIN_MEMORY_MB is required}"
 : "${RECOMMENDED_MEMORY_MB:?RECOMMENDED_MEMORY_MB is required}"
 : "${MIN_DISK_GB:?MIN_DISK_GB is required}"
-: "${MIN_KERNEL:?MIN_KERNEL is required (e.g. 5.8)}"
+: "${MIN_KERNEL:?MIN_KERNEL is required (e.g. 6.0)}"
+KERNEL_LTS=${KERNEL_LTS-}
 : "${SUPPORTED_ARCHS:?SUPPORTED_ARCHS is required (e.g. x86_64 aarch64)}"
+: "${SUPPORTED_OS:?SUPPORTED_OS is required (lines of: ID VERSION_ID display name)}"
 : "${TOLERANCE_PERCENT:?TOLERANCE_PERCENT is required}"
 CONNECTIVITY_URL=${CONNECTIVITY_URL:-${K8S_APT_REPO:-https://pkgs.k8s.io/}}
 
@@ -38,17 +46,90 @@ kc_gb() {
   awk -v kib="$1" 'BEGIN { v = sprintf("%.1f", kib / 1048576); sub(/\.0$/, "", v); print v }'
 }
 
+# kc_os_release_read FILE : sets OS_ID, OS_VERSION_ID and OS_PRETTY_NAME from an os-release(5)
+# file. The file is parsed, never sourced: it is plain KEY=value lines, the value bare or in double
+# or single quotes; inside double quotes a backslash escapes $ " \ and `. The last assignment of a
+# key wins, as in a shell. A missing PRETTY_NAME is "Linux" (the format's default).
+kc_os_release_read() {
+  local file=$1 line key value
+  OS_ID="" OS_VERSION_ID="" OS_PRETTY_NAME=""
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ $line =~ ^([A-Z][A-Z0-9_]*)=(.*)$ ]] || continue
+    key=${BASH_REMATCH[1]} value=${BASH_REMATCH[2]}
+    if [[ $value =~ ^\"(.*)\"[[:space:]]*$ ]]; then
+      value=$(kc_os_release_unescape "${BASH_REMATCH[1]}")
+    elif [[ $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
+      value=${BASH_REMATCH[1]}
+    fi
+    case $key in
+      ID) OS_ID=$value ;;
+      VERSION_ID) OS_VERSION_ID=$value ;;
+      PRETTY_NAME) OS_PRETTY_NAME=$value ;;
+    esac
+  done <"$file"
+  OS_PRETTY_NAME=${OS_PRETTY_NAME:-Linux}
+}
+
+# kc_os_release_unescape TEXT : TEXT of a double-quoted value without its backslash escapes.
+kc_os_release_unescape() {
+  local text=$1 out="" i char
+  for ((i = 0; i < ${#text}; i++)); do
+    char=${text:i:1}
+    if [[ $char == "\\" ]]; then
+      case ${text:i+1:1} in
+        \$ | \" | \\ | \`)
+          i=$((i + 1))
+          char=${text:i:1}
+          ;;
+      esac
+    fi
+    out+=$char
+  done
+  printf '%s' "$out"
+}
+
 kc_preflight_main() {
   local name
   for name in MIN_VCPUS MIN_MEMORY_MB RECOMMENDED_MEMORY_MB MIN_DISK_GB TOLERANCE_PERCENT; do
     [[ ${!name} =~ ^(0|[1-9][0-9]*)$ ]] || kc_die "$name must be a whole number, not '${!name}'"
   done
   ((TOLERANCE_PERCENT < 100)) || kc_die "TOLERANCE_PERCENT must be below 100, not $TOLERANCE_PERCENT"
-  [[ $MIN_KERNEL =~ ^([0-9]+)\.([0-9]+)$ ]] || kc_die "MIN_KERNEL must look like 5.8, not '$MIN_KERNEL'"
-  local min_kernel_major=${BASH_REMATCH[1]} min_kernel_minor=${BASH_REMATCH[2]}
+  [[ $MIN_KERNEL =~ ^([0-9]+)\.([0-9]+)$ ]] || kc_die "MIN_KERNEL must look like 6.0, not '$MIN_KERNEL'"
+  local min_kernel_major=${BASH_REMATCH[1]} min_kernel_minor=${BASH_REMATCH[2]} line supported_kernels=""
+  for line in $KERNEL_LTS; do
+    [[ $line =~ ^[0-9]+\.[0-9]+$ ]] || kc_die "KERNEL_LTS must list lines like 5.15, not '$line'"
+    supported_kernels+="$line, "
+  done
+  supported_kernels+="$MIN_KERNEL or newer"
 
   local -a misses=()
   local keep=$((100 - TOLERANCE_PERCENT))
+
+  # A supported operating system (ID and VERSION_ID of os-release, against SUPPORTED_OS).
+  local os_line os_id os_version os_name supported_os="" os_ok=0 os_release
+  OS_ID="" OS_VERSION_ID="" OS_PRETTY_NAME=""
+  os_release=$KC_ROOT/etc/os-release
+  [[ -e $os_release ]] || os_release=$KC_ROOT/usr/lib/os-release
+  if [[ -e $os_release ]]; then
+    [[ -r $os_release ]] || kc_die "cannot read $os_release"
+    kc_os_release_read "$os_release"
+  fi
+  while IFS= read -r os_line; do
+    [[ -n $os_line ]] || continue
+    read -r os_id os_version os_name <<<"$os_line"
+    [[ $os_id =~ ^[a-z0-9._-]+$ && -n $os_version && -n $os_name ]] ||
+      kc_die "SUPPORTED_OS lines must read 'ID VERSION_ID display name', not '$os_line'"
+    supported_os+="${supported_os:+, }$os_name"
+    if [[ -n $OS_ID && $OS_ID == "$os_id" && $OS_VERSION_ID == "$os_version" ]]; then
+      os_ok=1
+    fi
+  done <<<"$SUPPORTED_OS"
+  [[ -n $supported_os ]] || kc_die "SUPPORTED_OS lists no operating system"
+  if [[ ! -e $os_release ]]; then
+    misses+=("no /etc/os-release: unknown operating system (needs one of: $supported_os)")
+  elif ((!os_ok)); then
+    misses+=("operating system '$OS_PRETTY_NAME' (needs one of: $supported_os)")
+  fi
 
   # 64-bit userland on a supported CPU architecture.
   local bits arch supported=0 candidate
@@ -96,15 +177,24 @@ kc_preflight_main() {
     misses+=("$(kc_gb "$disk_kib") GB root filesystem (needs $MIN_DISK_GB GB)")
   fi
 
-  # Kernel version.
-  local kernel
+  # Kernel version: one kubeadm supports (a KERNEL_LTS line, or MIN_KERNEL or newer).
+  local kernel kernel_ok=0
   kernel=$(uname -r)
-  if [[ $kernel =~ ^([0-9]+)\.([0-9]+) ]]; then
-    if ((BASH_REMATCH[1] < min_kernel_major || (BASH_REMATCH[1] == min_kernel_major && BASH_REMATCH[2] < min_kernel_minor))); then
-      misses+=("kernel $kernel (needs $MIN_KERNEL or newer)")
+  if [[ $kernel =~ ^([0-9]+)\.([0-9]+)\.[0-9]+ ]]; then
+    local major=${BASH_REMATCH[1]} minor=${BASH_REMATCH[2]}
+    if ((major > min_kernel_major || (major == min_kernel_major && minor >= min_kernel_minor))); then
+      kernel_ok=1
+    fi
+    for line in $KERNEL_LTS; do
+      if [[ $major.$minor == "$line" ]]; then
+        kernel_ok=1
+      fi
+    done
+    if ((!kernel_ok)); then
+      misses+=("kernel $kernel (kubeadm supports $supported_kernels)")
     fi
   else
-    misses+=("kernel '$kernel' of unknown version (needs $MIN_KERNEL or newer)")
+    misses+=("kernel '$kernel' of unknown version (kubeadm supports $supported_kernels)")
   fi
 
   # cgroup v2 (the unified hierarchy mounted on /sys/fs/cgroup).
@@ -130,7 +220,7 @@ kc_preflight_main() {
     done
     kc_die "$message"
   fi
-  kc_log "preflight: node $NODE_NAME OK: $arch, $cpus vCPU, $(kc_gb "$mem_kib") GB memory," \
+  kc_log "preflight: node $NODE_NAME OK: $OS_PRETTY_NAME, $arch, $cpus vCPU, $(kc_gb "$mem_kib") GB memory," \
     "$(kc_gb "$disk_kib") GB root filesystem, kernel $kernel, cgroup $cgroup, internet reachable"
 }
 
