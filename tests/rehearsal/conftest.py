@@ -1,0 +1,62 @@
+"""The rehearsal's fixtures: one set of VMs for the whole module, and when it runs at all.
+
+The rehearsal boots three Debian VMs under QEMU (about ten minutes on a 2-core machine), so it
+runs when asked for: ``pytest -m rehearsal``, or ``KC_REHEARSAL=1``, which .ci/run sets as root
+after installing QEMU and debootstrap (so CI always runs it). Elsewhere its tests are skipped with
+the reason, and a machine that lacks what it needs (root, QEMU, debootstrap ...) skips them naming
+what is missing, except with ``KC_REHEARSAL=1``, where that is a failure: CI must run it.
+(``CI=true`` alone does not ask for it: hosted runners set it without being root.)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tools.rehearsal.session import Rehearsal, missing_requirements
+
+#: The session's rehearsal (for the timings in the terminal summary).
+CURRENT: dict[str, Rehearsal] = {}
+SKIPPED: list[str] = []
+
+
+def _asked_for(config: pytest.Config) -> bool:
+    expression = str(config.getoption("markexpr") or "").strip()
+    return os.environ.get("KC_REHEARSAL") == "1" or expression == "rehearsal"
+
+
+@pytest.fixture(scope="session")
+def rehearsal(request: pytest.FixtureRequest) -> Iterator[Rehearsal]:
+    """Three booted VMs, the mirror serving, the image and mirror built or reused."""
+    if not _asked_for(request.config):
+        reason = ("the rehearsal boots 3 QEMU VMs (~10 min): run it with `pytest -m rehearsal` "
+                  "(or KC_REHEARSAL=1); .ci/run as root always runs it")
+        SKIPPED.append(reason)
+        pytest.skip(reason)
+    missing = missing_requirements()
+    if missing:
+        reason = "the rehearsal needs " + ", ".join(missing)
+        if os.environ.get("KC_REHEARSAL") == "1":
+            pytest.fail(f"{reason}: KC_REHEARSAL=1 (CI) must run the rehearsal (.ci/run installs these as root)",
+                        pytrace=False)
+        SKIPPED.append(reason)
+        pytest.skip(reason)
+    session = Rehearsal(count=3, keep=os.environ.get("KC_REHEARSAL_KEEP") == "1")
+    CURRENT["session"] = session
+    with session:
+        yield session
+        session.write_timings()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    session = CURRENT.get("session")
+    if session is not None and session.timings:
+        terminalreporter.section("rehearsal timings")
+        for stage, seconds in session.timings.items():
+            terminalreporter.write_line(f"{stage:40} {seconds:7.1f} s")
+        total = sum(seconds for stage, seconds in session.timings.items() if not stage.startswith(" "))
+        terminalreporter.write_line(f"{'total':40} {total:7.1f} s")
+    elif SKIPPED:
+        terminalreporter.write_line(f"rehearsal skipped: {SKIPPED[0]}")

@@ -1,0 +1,429 @@
+"""What the node scripts download, served on the host's loopback for the rehearsal VMs.
+
+The VMs reach the host's 127.0.0.1 as 10.0.2.2 (QEMU's user-mode network); the stack's
+``mirrors`` point there. Layout, as upstream has it:
+
+* ``kubernetes/core:/stable:/v1.36/deb/`` - a flat apt repository like pkgs.k8s.io's: ``InRelease``,
+  ``Release`` (+ ``Release.gpg``), ``Packages(.gz)``, ``Release.key`` (the test signing key,
+  ASCII-armoured) and ``amd64/*.deb``: kubelet, kubeadm, kubectl (``1.36.4-1.1``: the pinned
+  version and one newer patch), cri-tools and kubernetes-cni;
+* ``containerd/v<V>/containerd-<V>-linux-amd64.tar.gz`` and its ``.sha256sum``;
+* ``runc/v<V>/runc.amd64`` and ``runc.sha256sum``.
+
+Real binaries where a registry has them, from Debian's unstable suite (tools.debian_packages):
+containerd, containerd-shim-runc-v2 and ctr (containerd), runc, kubectl, the CNI plugins
+(containernetworking-plugins). Debian's builds print Debian's version (``2.1.9+unknown``,
+``1.3.6+ds1``): released here under the pinned version, a small wrapper answers ``--version``
+with the release's version and runs the real binary for everything else (for runc, the binary
+travels inside the single ``runc.amd64`` file and is unpacked on first use). kubelet, kubeadm
+and crictl are stand-ins (``standins/standin.py``): no registry here has them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components import versions
+from tools import debian_packages
+from tools.rehearsal import cache_dir
+
+STANDIN = Path(__file__).parent / "standins" / "standin.py"
+#: The Debian revision pkgs.k8s.io gives its packages ("1.36.4-1.1").
+PACKAGE_REVISION = "1.1"
+#: Where the apt repository of one minor lives under the mirror's root ({minor}: v1.36).
+K8S_REPO_PATH = "kubernetes/core:/stable:/{minor}/deb/"
+SIGNER = "kubeadm-cluster rehearsal mirror <rehearsal@example.invalid>"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def next_patch(version: str) -> str:
+    """``1.36.5`` for ``1.36.4``: the upgrade path's target."""
+    major, minor, patch = version.split(".")
+    return f"{major}.{minor}.{int(patch) + 1}"
+
+
+def kubeadm_types() -> dict[str, Any]:
+    """The v1beta4 field table the kubeadm stand-in validates against (the tests' own table)."""
+    from tests.kubeadm_v1beta4 import TYPES  # the repository's record of kubeadm's types.go
+
+    return TYPES
+
+
+# --- the signing key -------------------------------------------------------------------------
+def gnupg_home() -> Path:
+    home = cache_dir() / "gnupg"
+    if not (home / "pubring.kbx").exists() or not list((home / "private-keys-v1.d").glob("*.key")):
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(mode=0o700, parents=True)
+        subprocess.run(
+            ["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-gen-key", SIGNER, "rsa3072", "sign", "0"],
+            check=True, capture_output=True,
+        )
+    return home
+
+
+def _gpg(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["gpg", "--homedir", str(gnupg_home()), "--batch", "--yes", *args], check=True, capture_output=True)
+
+
+# --- packages --------------------------------------------------------------------------------
+@dataclass
+class Deb:
+    """A binary package to build: control fields and files (path in the package -> source or bytes)."""
+
+    name: str
+    version: str
+    description: str
+    files: dict[str, Path | bytes] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+    depends: str = ""
+    recommends: str = ""
+    conffiles: Sequence[str] = ()
+    postinst: str = ""
+    prerm: str = ""
+
+    def build(self, out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / f"{self.name}_{self.version}_amd64.deb"
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "root"
+            (root / "DEBIAN").mkdir(parents=True)
+            for path, source in self.files.items():
+                dest = root / path.lstrip("/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(source, bytes):
+                    dest.write_bytes(source)
+                else:
+                    shutil.copyfile(source, dest)
+                dest.chmod(self.modes.get(path, 0o755 if "/bin/" in path else 0o644))
+            control = [f"Package: {self.name}", f"Version: {self.version}", "Architecture: amd64",
+                       "Maintainer: kubeadm-cluster rehearsal <rehearsal@example.invalid>", "Section: admin",
+                       "Priority: optional"]
+            if self.depends:
+                control.append(f"Depends: {self.depends}")
+            if self.recommends:
+                control.append(f"Recommends: {self.recommends}")
+            control.append(f"Description: {self.description}")
+            (root / "DEBIAN" / "control").write_text("\n".join(control) + "\n")
+            if self.conffiles:
+                (root / "DEBIAN" / "conffiles").write_text("".join(f"{c}\n" for c in self.conffiles))
+            for script, body in (("postinst", self.postinst), ("prerm", self.prerm)):
+                if body:
+                    (root / "DEBIAN" / script).write_text("#!/bin/sh\nset -e\n" + body)
+                    (root / "DEBIAN" / script).chmod(0o755)
+            subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "--build", str(root), str(target)],
+                           check=True, capture_output=True)
+        return target
+
+
+KUBELET_SERVICE = b"""[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/kubelet
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+KUBEADM_DROPIN = b"""# Note: This dropin only works with kubeadm and kubelet v1.11+
+[Service]
+Environment="KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf"
+Environment="KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml"
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+"""
+
+#: What debhelper's systemd snippets do for the kubelet package: enabled, (re)started.
+KUBELET_POSTINST = """if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload >/dev/null || true
+  systemctl enable kubelet.service >/dev/null 2>&1 || true
+  systemctl restart kubelet.service >/dev/null 2>&1 || true
+fi
+"""
+KUBELET_PRERM = """if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+  systemctl stop kubelet.service >/dev/null 2>&1 || true
+fi
+"""
+
+
+def _standin(version: str) -> bytes:
+    return STANDIN.read_text().replace('VERSION = "@VERSION@"', f'VERSION = "{version}"').encode()
+
+
+def kubernetes_debs(k8s_version: str, roots: dict[str, Path]) -> list[Deb]:
+    """kubelet, kubeadm and kubectl of one Kubernetes patch release."""
+    version = f"{k8s_version}-{PACKAGE_REVISION}"
+    standin = _standin(version)
+    python = "python3, python3-yaml, openssl"
+    return [
+        Deb("kubelet", version, "Node agent for Kubernetes clusters (rehearsal stand-in)",
+            files={"/usr/bin/kubelet": standin, "/usr/lib/systemd/system/kubelet.service": KUBELET_SERVICE,
+                   "/etc/default/kubelet": b"KUBELET_EXTRA_ARGS=\n", "/var/lib/kubelet/.kubelet-keep": b"",
+                   "/etc/kubernetes/manifests/.kubelet-keep": b""},
+            depends=f"kubernetes-cni (>= 1.2.0), mount, util-linux, {python}", recommends="iptables (>= 1.8.4)",
+            conffiles=["/etc/default/kubelet"], postinst=KUBELET_POSTINST, prerm=KUBELET_PRERM),
+        Deb("kubeadm", version, "Command-line utility for administering a Kubernetes cluster (rehearsal stand-in)",
+            files={"/usr/bin/kubeadm": standin,
+                   "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": KUBEADM_DROPIN,
+                   "/usr/lib/kc-standin/kubeadm-v1beta4.json": json.dumps(kubeadm_types()).encode()},
+            depends=python),
+        Deb("kubectl", version, f"Command-line utility for interacting with a Kubernetes cluster (Debian's real kubectl "
+            f"{roots['kubectl'].name.split('_')[1]})",
+            files={"/usr/bin/kubectl": roots["kubectl"] / "usr/bin/kubectl"}),
+    ]
+
+
+def tool_debs(roots: dict[str, Path]) -> list[Deb]:
+    """cri-tools (crictl stand-in) and kubernetes-cni (Debian's real CNI plugins)."""
+    cni_version = roots["containernetworking-plugins"].name.split("_")[1].split("+")[0]
+    cni_files: dict[str, Path | bytes] = {
+        f"/opt/cni/bin/{plugin.name}": plugin
+        for plugin in sorted((roots["containernetworking-plugins"] / "usr/lib/cni").iterdir()) if plugin.is_file()
+    }
+    return [
+        Deb("cri-tools", f"1.36.0-{PACKAGE_REVISION}", "Command-line utility for interacting with a container runtime "
+            "(rehearsal stand-in)", files={"/usr/bin/crictl": _standin("1.36.0-1.1")}, depends="python3, python3-yaml"),
+        Deb("kubernetes-cni", f"{cni_version}-{PACKAGE_REVISION}", "Binaries required to provision kubernetes container "
+            f"networking (Debian's containernetworking-plugins {cni_version})", files=cni_files,
+            modes={path: 0o755 for path in cni_files}),
+    ]
+
+
+def write_apt_repository(directory: Path, debs: Iterable[Path]) -> None:
+    """A signed flat repository (``deb [signed-by=...] URL /``) of ``debs`` in ``directory``."""
+    pool = directory / "amd64"
+    pool.mkdir(parents=True, exist_ok=True)
+    paragraphs = []
+    for deb in sorted(debs):
+        shutil.copyfile(deb, pool / deb.name)
+        control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True, text=True).stdout
+        data = (pool / deb.name).read_bytes()
+        paragraphs.append(control.rstrip("\n") + "\n" + "\n".join([
+            f"Filename: amd64/{deb.name}", f"Size: {len(data)}", f"MD5sum: {hashlib.md5(data).hexdigest()}",
+            f"SHA1: {hashlib.sha1(data).hexdigest()}", f"SHA256: {hashlib.sha256(data).hexdigest()}",
+        ]))
+    packages = ("\n\n".join(paragraphs) + "\n").encode()
+    (directory / "Packages").write_bytes(packages)
+    (directory / "Packages.gz").write_bytes(gzip.compress(packages, mtime=0))
+    entries = {name: (directory / name).read_bytes() for name in ("Packages", "Packages.gz")}
+    release = [
+        "Origin: kubeadm-cluster rehearsal", "Label: kubeadm-cluster rehearsal",
+        "Architectures: amd64", f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S UTC', time.gmtime())}",
+    ]
+    for title, algorithm in (("MD5Sum", hashlib.md5), ("SHA1", hashlib.sha1), ("SHA256", hashlib.sha256)):
+        release.append(f"{title}:")
+        release += [f" {algorithm(data).hexdigest()} {len(data)} {name}" for name, data in entries.items()]
+    (directory / "Release").write_text("\n".join(release) + "\n")
+    for name in ("InRelease", "Release.gpg"):
+        (directory / name).unlink(missing_ok=True)
+    _gpg("--digest-algo", "SHA512", "--clearsign", "-o", str(directory / "InRelease"), str(directory / "Release"))
+    _gpg("--digest-algo", "SHA512", "-abs", "-o", str(directory / "Release.gpg"), str(directory / "Release"))
+    (directory / "Release.key").write_bytes(_gpg("--armor", "--export").stdout)
+
+
+# --- release files ---------------------------------------------------------------------------
+def _version_wrapper(real: str, printed: str) -> bytes:
+    return (
+        "#!/bin/sh\n# kubeadm-cluster rehearsal: a real binary from Debian, released under the pinned version.\n"
+        f'case "${{1:-}}" in --version|-v) printf \'%s\\n\' {printed!r} ; exit 0 ;; esac\n'
+        f'exec {real} "$@"\n'
+    ).encode()
+
+
+def containerd_release(directory: Path, version: str, root: Path) -> None:
+    """``v<V>/containerd-<V>-linux-amd64.tar.gz`` (bin/ of the upstream tarball) and its sha256sum."""
+    folder = directory / f"v{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"containerd-{version}-linux-amd64.tar.gz"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        def add(arcname: str, data: bytes) -> None:
+            info = tarfile.TarInfo(arcname)
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            tar.addfile(info, io.BytesIO(data))
+
+        add("bin/containerd", _version_wrapper(
+            "/usr/local/bin/containerd.debian",
+            f"containerd github.com/containerd/containerd/v2 v{version} rehearsal-debian-{root.name.split('_')[1]}"))
+        add("bin/containerd.debian", (root / "usr/bin/containerd").read_bytes())
+        for binary in ("containerd-shim-runc-v2", "ctr"):
+            add(f"bin/{binary}", (root / "usr/bin" / binary).read_bytes())
+    (folder / name).write_bytes(buffer.getvalue())
+    (folder / f"{name}.sha256sum").write_text(f"{_sha256(folder / name)}  {name}\n")
+
+
+def runc_release(directory: Path, version: str, root: Path) -> None:
+    """``v<V>/runc.amd64``: a self-unpacking wrapper carrying Debian's runc, and ``runc.sha256sum``."""
+    folder = directory / f"v{version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = (root / "usr/sbin/runc").read_bytes()
+    digest = hashlib.sha256(binary).hexdigest()[:16]
+    debian = root.name.split("_")[1]
+    header = (
+        "#!/bin/sh\n"
+        f"# kubeadm-cluster rehearsal: Debian's runc {debian}, released as runc {version}.\n"
+        "# The real binary follows this script; it is unpacked once, on first use.\n"
+        f"real=/usr/local/lib/kc-rehearsal/runc-{digest}\n"
+        f'case "${{1:-}}" in --version|-v) printf "runc version {version}\\ncommit: debian-{debian}\\nspec: 1.2.1\\n"; exit 0 ;; esac\n'
+        'if [ ! -x "$real" ]; then\n'
+        '  mkdir -p "${real%/*}"\n'
+        f'  tail -c {len(binary)} "$0" >"$real.$$" && chmod 0755 "$real.$$" && mv -f "$real.$$" "$real"\n'
+        "fi\n"
+        'exec "$real" "$@"\n'
+    )
+    (folder / "runc.amd64").write_bytes(header.encode() + binary)
+    (folder / "runc.sha256sum").write_text(f"{_sha256(folder / 'runc.amd64')}  runc.amd64\n")
+
+
+# --- the whole mirror ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MirrorContent:
+    root: Path
+    kubernetes_versions: tuple[str, ...]
+    containerd_version: str
+    runc_version: str
+    debian_versions: dict[str, str]
+
+
+DEBIAN_PACKAGES = ("containerd", "runc", "kubectl", "containernetworking-plugins")
+
+
+def build_mirror(
+    kubernetes_versions: Sequence[str] | None = None,
+    containerd_version: str = versions.CONTAINERD_VERSION,
+    runc_version: str = versions.RUNC_VERSION,
+) -> MirrorContent:
+    """The mirror tree for the pinned versions (default: the pinned Kubernetes and its next patch)."""
+    if kubernetes_versions is None:
+        kubernetes_versions = (versions.KUBERNETES_DEFAULT_VERSION, next_patch(versions.KUBERNETES_DEFAULT_VERSION))
+    roots = {name: debian_packages.fetch_package(name) for name in DEBIAN_PACKAGES}
+    debian_versions = {name: root.name.split("_")[1] for name, root in roots.items()}
+    key = hashlib.sha256(json.dumps([
+        list(kubernetes_versions), containerd_version, runc_version, debian_versions, STANDIN.read_text(),
+        kubeadm_types(), Path(__file__).read_text(),
+    ], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    root = cache_dir() / "mirror" / key
+    content = MirrorContent(root, tuple(kubernetes_versions), containerd_version, runc_version, debian_versions)
+    if (root / ".complete").exists():
+        return content
+    work = root.with_name(f".{key}.{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        built: dict[str, list[Path]] = {}
+        tools = [deb.build(Path(tmp)) for deb in tool_debs(roots)]
+        for k8s_version in kubernetes_versions:
+            minor = "v" + ".".join(k8s_version.split(".")[:2])
+            debs = [deb.build(Path(tmp)) for deb in kubernetes_debs(k8s_version, roots)]
+            built.setdefault(minor, list(tools)).extend(debs)
+        for minor, debs in built.items():
+            write_apt_repository(work / K8S_REPO_PATH.format(minor=minor), debs)
+    containerd_release(work / "containerd", containerd_version, roots["containerd"])
+    runc_release(work / "runc", runc_version, roots["runc"])
+    (work / ".complete").write_text(json.dumps({"debian": debian_versions, "kubernetes": list(kubernetes_versions)}))
+    shutil.rmtree(root, ignore_errors=True)
+    work.rename(root)
+    return content
+
+
+# --- serving it ------------------------------------------------------------------------------
+@dataclass
+class Request:
+    time: float
+    client: str
+    method: str
+    path: str
+    status: int
+
+
+class MirrorServer:
+    """The mirror on 127.0.0.1:<port> (the VMs: 10.0.2.2:<port>), with a request log and outages."""
+
+    def __init__(self, content: MirrorContent, port: int = 0) -> None:
+        self.content = content
+        self.requests: list[Request] = []
+        self.down_until = 0.0
+        self.down_paths: tuple[str, ...] = ()
+        mirror = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(content.root), **kwargs)
+
+            def send_head(self) -> Any:
+                if time.time() < mirror.down_until and (not mirror.down_paths or self.path.startswith(mirror.down_paths)):
+                    self.send_error(503, "mirror down (rehearsal outage)")
+                    return None
+                return super().send_head()
+
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                mirror.requests.append(Request(time.time(), self.client_address[0], self.command, self.path,
+                                               int(code) if str(code).isdigit() else 0))
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="rehearsal-mirror", daemon=True)
+
+    def start(self) -> "MirrorServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def outage(self, seconds: float, paths: tuple[str, ...] = ()) -> None:
+        """Answer 503 for ``seconds`` (only under ``paths`` when given)."""
+        self.down_paths = paths
+        self.down_until = time.time() + seconds
+
+    def base_url(self, host: str = "10.0.2.2") -> str:
+        return f"http://{host}:{self.port}"
+
+    def stack_mirrors(self, host: str = "10.0.2.2") -> dict[str, Any]:
+        """The stack's ``mirrors`` config for VMs that reach this server as ``host``."""
+        base = self.base_url(host)
+        return {
+            "kubernetesPackages": f"{base}/{K8S_REPO_PATH}",
+            "containerdReleases": f"{base}/containerd",
+            "runcReleases": f"{base}/runc",
+        }
+
+    def __enter__(self) -> "MirrorServer":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,135 @@
+"""Run a step on a VM the way pulumi-command's ``remote.Command`` does.
+
+pulumi-command opens an SSH session to ``connection.host`` (through ``connection.proxy`` when set:
+a jump host), runs the ``create`` command (``sudo bash -s`` for every step of this program) with
+the ``stdin`` input written to it and no terminal, and keeps stdout, stderr and the exit status.
+Here OpenSSH does the same: ``ssh -J proxy host 'sudo bash -s' < bundle``, with the private key
+the connection carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.rehearsal import cache_dir
+from tools.rehearsal.image import USER, ssh_key
+
+#: OpenSSH options of every connection: test VMs, fresh host keys on each boot, no prompts.
+SSH_OPTIONS = (
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "LogLevel=ERROR",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "ServerAliveInterval=15",
+    "-o", "ServerAliveCountMax=8",
+)
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write ``text`` to ``path`` through a renamed temporary file (steps run in parallel threads)."""
+    tmp = path.with_name(f".{path.name}.{threading.get_ident()}")
+    tmp.touch(mode=mode)
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _key_file(private_key: str | None) -> Path:
+    """A file holding ``private_key`` (the connection's key), or the test key when none is given."""
+    if not private_key:
+        return ssh_key()
+    directory = cache_dir() / "ssh" / "connections"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / hashlib.sha256(private_key.encode()).hexdigest()[:16]
+    if not path.exists():
+        _write_atomic(path, private_key if private_key.endswith("\n") else private_key + "\n")
+    return path
+
+
+def _config_file(key: Path, connect_timeout: int) -> Path:
+    """An ssh_config with the key and options: ``-J`` passes ``-F`` on to the jump connection."""
+    directory = cache_dir() / "ssh"
+    path = directory / f"config-{key.name}-{connect_timeout}"
+    text = "Host *\n" + "".join(
+        f"  {value.replace('=', ' ', 1)}\n" for flag, value in zip(SSH_OPTIONS[::2], SSH_OPTIONS[1::2]) if flag == "-o"
+    ) + f"  IdentityFile {key}\n  ConnectTimeout {connect_timeout}\n"
+    if not path.exists() or path.read_text() != text:
+        _write_atomic(path, text, 0o644)
+    return path
+
+
+def ssh_base(port: int = 22, private_key: str | None = None, connect_timeout: int = 10, proxy: str | None = None) -> list[str]:
+    """``ssh`` with the rehearsal's options (the command and destination still to add)."""
+    command = ["ssh", "-F", str(_config_file(_key_file(private_key), connect_timeout)), "-p", str(port)]
+    if proxy:
+        command += ["-J", proxy]
+    return command
+
+
+@dataclass
+class Result:
+    """What one remote command left: pulumi-command's stdout/stderr outputs and the exit status."""
+
+    target: str
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def explain(self, lines: int = 60) -> str:
+        """A failure message: the command, its exit status and the tail of its stderr."""
+        tail = "\n".join(self.stderr.splitlines()[-lines:])
+        return f"{self.command!r} on {self.target} exited {self.returncode} after {self.seconds:.0f}s; stderr tail:\n{tail}"
+
+
+def destination(connection: Mapping[str, Any]) -> tuple[list[str], str]:
+    """``(ssh command without the remote command, a readable target)`` for a pulumi-command connection."""
+    proxy = connection.get("proxy") or None
+    jump = None
+    if proxy:
+        jump = f"{proxy.get('user') or 'root'}@{proxy['host']}:{int(proxy.get('port') or 22)}"
+    base = ssh_base(
+        port=int(connection.get("port") or 22),
+        private_key=connection.get("privateKey"),
+        proxy=jump,
+    )
+    target = f"{connection.get('user') or 'root'}@{connection['host']}"
+    readable = f"{target}:{int(connection.get('port') or 22)}" + (f" via {jump}" if jump else "")
+    return [*base, target], readable
+
+
+def run(connection: Mapping[str, Any], command: str, stdin: str = "", timeout: float = 1800) -> Result:
+    """Run ``command`` over ``connection`` with ``stdin`` on its standard input (no terminal)."""
+    ssh, readable = destination(connection)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run([*ssh, command], input=stdin, capture_output=True, text=True, timeout=timeout)
+        code, out, err = completed.returncode, completed.stdout, completed.stderr
+    except subprocess.TimeoutExpired as expired:
+        code = 124
+        out = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        err = (expired.stderr.decode(errors="replace") if isinstance(expired.stderr, bytes) else (expired.stderr or ""))
+        err += f"\n(timed out after {timeout:.0f}s)"
+    return Result(readable, command, code, out, err, round(time.monotonic() - started, 1))
+
+
+def direct(port: int, user: str = USER) -> dict[str, Any]:
+    """A connection to a VM's forwarded SSH port on the host's loopback (no jump host)."""
+    return {"host": "127.0.0.1", "port": port, "user": user}
+
+
+def via(jump_port: int, host: str, user: str = USER) -> dict[str, Any]:
+    """A connection to ``host`` (a private address) through the first VM's forwarded SSH port."""
+    return {"host": host, "port": 22, "user": user, "proxy": {"host": "127.0.0.1", "port": jump_port, "user": user}}
