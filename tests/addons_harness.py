@@ -98,3 +98,14 @@ def run_addons(config_values: dict[str, Any], stack: str = "dev", preview: bool 
 
 def names(resources: Iterable[Registered]) -> list[str]:
     return sorted(r.k8s_name or r.name for r in resources)
+
+
+def plain(value: Any) -> Any:
+    """Mock inputs as a manifest: integral floats (protobuf numbers) back to ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value

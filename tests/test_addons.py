@@ -13,6 +13,7 @@ from components import versions
 from components.addons.rook import ceph_profile
 from components.nodes import GCP_STORAGE_DEVICE
 from tests.addons_harness import NODE_READY_TYPE, Registered, Run, run_addons
+from tests.addons_harness import plain as _plain
 
 DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -135,7 +136,10 @@ def test_calico_replaces_weave() -> None:
     assert release.get("chart") == "tigera-operator"
     assert release.get("version") == versions.CALICO_CHART_VERSION
     assert release.get("repositoryOpts.repo") == versions.CALICO_CHART_REPO
-    assert release.get("values.installation.calicoNetwork.ipPools.0.cidr") == "192.168.0.0/16"
+    # The pod range reaches Calico through the operator's Installation (tests/test_upstream_cni.py).
+    installation = [x for x in r.resources if x.type == "kubernetes:operator.tigera.io/v1:Installation"]
+    assert len(installation) == 1
+    assert installation[0].get("spec.calicoNetwork.ipPools.0.cidr") == "192.168.0.0/16"
 
 
 def test_helm_repository_mirror_is_used() -> None:
@@ -271,9 +275,12 @@ def test_ceph_and_csi_tolerate_the_pool_taints() -> None:
     r = run("ha")
     toleration = {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
     assert toleration in r.one(CEPH_CLUSTER, "rook-ceph").get("spec.placement.all.tolerations")
+    # The CSI driver comes from the ceph-csi-drivers chart since Rook v1.20 (tests/test_upstream_rook.py).
+    drivers = r.one(RELEASE, "ceph-csi-drivers")
+    assert toleration in drivers.get("values.drivers.rbd.nodePlugin.tolerations")
+    assert toleration in drivers.get("values.drivers.rbd.controllerPlugin.tolerations")
     release = r.one(RELEASE, "rook-ceph")
-    assert toleration in release.get("values.csi.pluginTolerations")
-    assert toleration in release.get("values.csi.provisionerTolerations")
+    assert toleration in release.get("values.tolerations")
     assert release.get("chart") == "rook-ceph" and release.get("version") == versions.ROOK_CHART_VERSION
     assert release.get("repositoryOpts.repo") == versions.ROOK_CHART_REPO
     assert release.get("namespace") == "rook-ceph"
@@ -300,7 +307,7 @@ def test_default_storage_class(stack: str) -> None:
 def test_rook_disabled() -> None:
     r = run_with("default", rook={"enabled": False})
     assert not [x for x in r.resources if "ceph" in x.type or x.type == STORAGE_CLASS]
-    assert not [x for x in r.of_type(RELEASE) if x.get("chart") == "rook-ceph"]
+    assert not [x for x in r.of_type(RELEASE) if x.get("chart") in ("rook-ceph", "ceph-csi-drivers")]
     assert r.outputs["storage_class"] == ""
 
 
@@ -332,17 +339,6 @@ def test_dashboard_waits_for_flannel_release() -> None:
 
 
 # --- schemas -----------------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    """Mock inputs as a manifest: integral floats (protobuf numbers) back to ints."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _is_builtin(resource: Registered) -> bool:
     api_version = str(resource.inputs.get("apiVersion", ""))
     group = api_version.split("/")[0] if "/" in api_version else ""
@@ -380,80 +376,8 @@ def test_schema_validation_catches_mistakes() -> None:
         kubernetes_validate.validate(bad, K8S_SCHEMA_VERSION, strict=True)
 
 
-# Rook v1.20 CRD fields (ceph.rook.io/v1) this project may use; None = free-form below.
-TOLERATIONS = {"key": None, "operator": None, "value": None, "effect": None, "tolerationSeconds": None}
-PLACEMENT = {"nodeAffinity": None, "podAffinity": None, "podAntiAffinity": None, "tolerations": TOLERATIONS,
-             "topologySpreadConstraints": None}
-CEPH_CLUSTER_FIELDS: dict[str, Any] = {
-    "cephVersion": {"image": None, "allowUnsupported": None, "imagePullPolicy": None},
-    "dataDirHostPath": None,
-    "skipUpgradeChecks": None,
-    "continueUpgradeAfterChecksEvenIfNotHealthy": None,
-    "waitTimeoutForHealthyOSDInMinutes": None,
-    "upgradeOSDRequiresHealthyPGs": None,
-    "mon": {"count": None, "allowMultiplePerNode": None, "failureDomainLabel": None, "zones": None,
-            "stretchCluster": None, "volumeClaimTemplate": None},
-    "mgr": {"count": None, "allowMultiplePerNode": None, "modules": {"name": None, "enabled": None, "settings": None}},
-    "dashboard": {"enabled": None, "urlPrefix": None, "port": None, "ssl": None, "prometheusEndpoint": None},
-    "monitoring": None,
-    "network": None,
-    "crashCollector": {"disable": None, "daysToRetain": None},
-    "logCollector": None,
-    "cleanupPolicy": None,
-    "removeOSDsIfOutAndSafeToRemove": None,
-    "priorityClassNames": None,
-    "storage": {
-        "useAllNodes": None, "useAllDevices": None, "deviceFilter": None, "devicePathFilter": None, "config": None,
-        "storageClassDeviceSets": None, "onlyApplyOSDPlacement": None, "flappingRestartIntervalHours": None,
-        "fullRatio": None, "nearFullRatio": None, "backfillFullRatio": None, "allowDeviceClassUpdate": None,
-        "allowOsdCrushWeightUpdate": None, "scheduleAlways": None, "store": None,
-        "nodes": {"name": None, "devices": {"name": None, "fullpath": None, "config": None}, "config": None,
-                  "deviceFilter": None, "devicePathFilter": None, "useAllDevices": None, "resources": None},
-    },
-    "placement": {"all": PLACEMENT, "mon": PLACEMENT, "mgr": PLACEMENT, "osd": PLACEMENT, "prepareosd": PLACEMENT,
-                  "cleanup": PLACEMENT, "crashcollector": PLACEMENT},
-    "annotations": None,
-    "labels": None,
-    "resources": None,
-    "disruptionManagement": {"managePodBudgets": None, "osdMaintenanceTimeout": None, "pgHealthCheckTimeout": None},
-    "healthCheck": None,
-    "security": None,
-    "cephConfig": None,
-    "csi": None,
-    "external": None,
-}
-CEPH_BLOCK_POOL_FIELDS: dict[str, Any] = {
-    "failureDomain": None, "crushRoot": None, "deviceClass": None, "enableRBDStats": None, "parameters": None,
-    "replicated": {"size": None, "requireSafeReplicaSize": None, "replicasPerFailureDomain": None,
-                   "subFailureDomain": None, "targetSizeRatio": None, "hybridStorage": None},
-    "erasureCoded": None, "mirroring": None, "statusCheck": None, "quotas": None, "application": None, "name": None,
-}
-
-
-def _unknown_keys(value: Any, fields: dict[str, Any], path: str) -> list[str]:
-    if isinstance(value, list):
-        return [k for i, item in enumerate(value) for k in _unknown_keys(item, fields, f"{path}[{i}]")]
-    if not isinstance(value, dict):
-        return [f"{path}: expected an object"]
-    problems = []
-    for key, item in value.items():
-        if key not in fields:
-            problems.append(f"{path}.{key}")
-        elif fields[key] is not None:
-            problems += _unknown_keys(item, fields[key], f"{path}.{key}")
-    return problems
-
-
-@pytest.mark.parametrize("stack", list(STACKS))
-def test_rook_custom_resources_use_known_crd_fields(stack: str) -> None:
-    r = run(stack)
-    cluster, pool = r.one(CEPH_CLUSTER, "rook-ceph"), r.one(CEPH_POOL, "replicapool")
-    for resource in (cluster, pool):
-        assert resource.get("apiVersion") == "ceph.rook.io/v1"
-        assert resource.get("metadata.namespace") == "rook-ceph"
-    unknown = _unknown_keys(cluster.get("spec"), CEPH_CLUSTER_FIELDS, "CephCluster.spec") + _unknown_keys(
-        pool.get("spec"), CEPH_BLOCK_POOL_FIELDS, "CephBlockPool.spec")
-    assert not unknown, f"fields Rook's CRDs do not define: {unknown}"
+# The CephCluster and CephBlockPool are validated against Rook's own CRDs (openAPI schema) in
+# tests/test_upstream_rook.py.
 
 
 def test_images_and_charts_are_pinned_in_versions() -> None:

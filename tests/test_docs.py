@@ -58,3 +58,37 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     command = "venv/bin/python -m pytest"
     assert f"\n{command}\n" in readme, "the README no longer gives the test command"
     assert ci.rstrip().endswith(command), ".ci/run must end by running the README's test command"
+
+
+def _pins_table(readme: Path) -> str:
+    """The text of the pinned-versions table (the table after '### Pinned versions' / '### 固定版本')."""
+    text = readme.read_text(encoding="utf-8")
+    match = re.search(r"^### (Pinned versions|固定版本)\n(.*?)(?=^#)", text, re.S | re.M)
+    assert match, f"{readme.name} has no pinned-versions section"
+    return match.group(2)
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
+def test_readme_pinned_versions_are_the_pins(readme: str) -> None:
+    from components import versions
+
+    table = _pins_table(ROOT / readme)
+    expected = {
+        "KUBERNETES_DEFAULT_VERSION": versions.KUBERNETES_DEFAULT_VERSION,
+        "CONTAINERD_VERSION": versions.CONTAINERD_VERSION,
+        "RUNC_VERSION": versions.RUNC_VERSION,
+        "WEAVE_VERSION": versions.WEAVE_VERSION,
+        "FLANNEL_CHART_VERSION": versions.FLANNEL_CHART_VERSION,
+        "CALICO_CHART_VERSION": versions.CALICO_CHART_VERSION,
+        "DASHBOARD_IMAGE": versions.DASHBOARD_IMAGE.rsplit(":", 1)[1],
+        "DASHBOARD_METRICS_SCRAPER_IMAGE": versions.DASHBOARD_METRICS_SCRAPER_IMAGE.rsplit(":", 1)[1],
+        "HEADLAMP_CHART_VERSION": versions.HEADLAMP_CHART_VERSION,
+        "ROOK_CHART_VERSION": versions.ROOK_CHART_VERSION,
+        "CEPH_IMAGE": versions.CEPH_IMAGE.rsplit(":", 1)[1],
+        "CEPH_CSI_DRIVERS_CHART_VERSION": versions.CEPH_CSI_DRIVERS_CHART_VERSION,
+        **{f"PAUSE_VERSIONS[{minor}]": tag for minor, tag in versions.PAUSE_VERSIONS.items()},
+    }
+    missing = {name: value for name, value in expected.items() if not re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", table)}
+    assert not missing, f"{readme}'s pinned-versions table does not show these pins of components/versions.py: {missing}"
+    minors = [f"1.{minor}" for minor in versions.KUBERNETES_SUPPORTED_MINORS]
+    assert all(m in table for m in minors), f"{readme}'s pinned-versions table does not name the supported minors {minors}"
