@@ -46,6 +46,15 @@ class Run:
         )
         return found[0]
 
+    def release(self, chart: str, hint: str = "") -> Registered:
+        """The one helm.v3.Release of ``chart`` (``hint`` is added to the failure message)."""
+        found = [r for r in self.of_type("kubernetes:helm.sh/v3:Release") if r.get("chart") == chart]
+        assert len(found) == 1, (
+            f"expected one helm.v3.Release of chart {chart!r}, found {len(found)} "
+            f"(charts installed: {[r.get('chart') for r in self.of_type('kubernetes:helm.sh/v3:Release')]})" + hint
+        )
+        return found[0]
+
     def by_urn(self) -> dict[str, Registered]:
         return {r.urn: r for r in self.resources}
 

@@ -42,9 +42,8 @@ import pytest
 
 from tests.test_lifecycle_scripts import CP_IPS, _add_node, _state, _write, box  # noqa: F401  (box: fixture)
 from tests.test_scripts import SCRIPTS, Sandbox, _explain, sandbox  # noqa: F401  (sandbox: fixture)
-from tests.upstream_artifacts import facts, sources
+from tests.upstream_artifacts import debian_package_root, facts, sources
 from tools import upstream_digest as tool
-from tools.debian_packages import DebianPackageError, cached_package, fetch_package
 
 TOOLS = ("kubeadm", "kubectl", "etcdctl")
 AREA = "cli"
@@ -843,15 +842,7 @@ def _substitute(word: str) -> str:
 @pytest.fixture(scope="module")
 def kubectl() -> Path:
     """Debian unstable's kubectl 1.36.4 (cached; fetched when not yet)."""
-    root = cached_package("kubectl")
-    if root is None:
-        try:
-            root = fetch_package("kubectl")
-        except DebianPackageError as error:
-            pytest.fail(
-                f"cannot get Debian's kubectl for the real-binary tests: {error}\n"
-                "Fetch it with `venv/bin/python -m tools.debian_packages kubectl` (.ci/run does)."
-            )
+    root = debian_package_root("kubectl")
     binary = root / "usr" / "bin" / "kubectl"
     assert binary.is_file(), f"no kubectl binary in {root}"
     return binary

@@ -77,12 +77,7 @@ def run(stack: str) -> Run:
 
 
 def _release(r: Run, chart: str) -> Registered:
-    found = [x for x in r.of_type(RELEASE) if x.get("chart") == chart]
-    assert len(found) == 1, (
-        f"expected one helm.v3.Release of chart {chart!r}, found {len(found)} "
-        f"(charts installed: {[x.get('chart') for x in r.of_type(RELEASE)]})"
-    )
-    return found[0]
+    return r.release(chart)
 
 
 def _values(release: Registered) -> dict[str, Any]:

@@ -35,8 +35,7 @@ import pytest
 
 from components import versions
 from tests.test_scripts import SCRIPTS, Sandbox, _explain, _prepare_env, fresh_node
-from tests.upstream_artifacts import facts
-from tools.debian_packages import DebianPackageError, cached_package, fetch_package
+from tests.upstream_artifacts import debian_package_root, facts
 from tools.upstream_digest import extract_systemd_unit, unit_body
 
 PREPARE = SCRIPTS / "prepare-node.sh"
@@ -229,15 +228,7 @@ def test_containerd_unit_is_upstreams(prepared: Sandbox) -> None:
 @pytest.fixture(scope="module")
 def containerd() -> Path:
     """Debian unstable's containerd package root (cached; fetched when not yet)."""
-    root = cached_package("containerd")
-    if root is None:
-        try:
-            root = fetch_package("containerd")
-        except DebianPackageError as error:
-            pytest.fail(
-                f"cannot get Debian's containerd for the real-binary tests: {error}\n"
-                "Fetch it with `venv/bin/python -m tools.debian_packages containerd` (.ci/run does)."
-            )
+    root = debian_package_root("containerd")
     binary = root / "usr" / "bin" / "containerd"
     assert binary.is_file(), f"no containerd binary in {root}"
     major = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout.split()[2]

@@ -78,18 +78,11 @@ def run(stack: str) -> Run:
 
 
 def _release(r: Run, chart: str) -> Registered:
-    found = [x for x in r.of_type(RELEASE) if x.get("chart") == chart]
-    assert len(found) == 1, (
-        f"expected one helm.v3.Release of chart {chart!r}, found {len(found)} "
-        f"(charts installed: {[x.get('chart') for x in r.of_type(RELEASE)]})"
-        + (
-            "; Rook v1.20's rook-ceph chart deploys no CSI driver, the ceph-csi-drivers chart is required "
-            "(Rook's Documentation/Helm-Charts/csi-drivers-chart.md, tests/upstream/rook/csi-drivers-chart.digest.yaml)"
-            if chart == DRIVERS_CHART
-            else ""
-        )
+    hint = (
+        "; Rook v1.20's rook-ceph chart deploys no CSI driver, the ceph-csi-drivers chart is required "
+        "(Rook's Documentation/Helm-Charts/csi-drivers-chart.md, tests/upstream/rook/csi-drivers-chart.digest.yaml)"
     )
-    return found[0]
+    return r.release(chart, hint if chart == DRIVERS_CHART else "")
 
 
 def _values(release: Registered) -> dict[str, Any]:

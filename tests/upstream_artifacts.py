@@ -203,3 +203,23 @@ def _strict(schema: Any) -> Any:
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     return out
+
+
+def debian_package_root(package: str) -> Path:
+    """The unpacked root of Debian unstable's ``package`` for the real-binary tests (cached by
+    tools/debian_packages.py; fetched when not yet). A fetch that fails fails the test, never skips:
+    .ci/run fetches these packages before the tests."""
+    import pytest
+
+    from tools.debian_packages import DebianPackageError, cached_package, fetch_package
+
+    root = cached_package(package)
+    if root is None:
+        try:
+            root = fetch_package(package)
+        except DebianPackageError as error:
+            pytest.fail(
+                f"cannot get Debian's {package} for the real-binary tests: {error}\n"
+                f"Fetch it with `venv/bin/python -m tools.debian_packages {package}` (.ci/run does)."
+            )
+    return root
