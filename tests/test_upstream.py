@@ -16,11 +16,6 @@ from components import versions
 from tests.upstream_artifacts import UPSTREAM, areas, crd_problems, sources
 from tools import upstream_digest as tool
 
-#: Areas whose helpers still hold raw upstream copies (being converted to digests): they get the
-#: provenance checks only, until the lead converts them with tools/upstream_digest.py and drops
-#: them from here. TEMPORARY: no area may stay here.
-UNCONVERTED: frozenset[str] = frozenset()
-
 DIGESTS = [s for area in areas() for s in sources(area).values() if s.is_digest]
 
 
@@ -35,7 +30,7 @@ def test_there_are_upstream_artifacts() -> None:
 
 @pytest.mark.parametrize("area", areas())
 def test_every_file_is_a_recorded_digest(area: str) -> None:
-    """No upstream file is committed (/work/notes/DIGESTS.md): an area holds its SOURCES.yaml and
+    """No upstream file is committed (third-party files stay out of this repository): an area holds its SOURCES.yaml and
     the digests it lists, nothing else."""
     recorded = sources(area)
     folder = UPSTREAM / area
@@ -47,8 +42,6 @@ def test_every_file_is_a_recorded_digest(area: str) -> None:
     for source in recorded.values():
         for field in ("repository", "ref", "path"):
             assert getattr(source, field), f"tests/upstream/{area}/SOURCES.yaml: {source.file} has no {field}"
-    if area in UNCONVERTED:
-        return
     raw = sorted(s.file for s in recorded.values() if not s.is_digest or not s.file.endswith(tool.DIGEST_SUFFIXES))
     assert not raw, (
         f"tests/upstream/{area} holds upstream files, not digests: {raw}. Commit a digest instead: give the entry "

@@ -2,8 +2,8 @@
 
 Each area folder (``tests/upstream/<area>/``) holds, per upstream file (chart values, CRDs,
 kubeadm's Go types, release data ...), a *digest* made by ``tools/upstream_digest.py`` from the
-file's exact bytes, and a ``SOURCES.yaml`` entry with its provenance (see that tool's docstring
-and /work/notes/DIGESTS.md): the upstream files themselves are not committed::
+file's exact bytes, and a ``SOURCES.yaml`` entry with its provenance (see that tool's docstring):
+the upstream files themselves are not committed (third-party files stay out of this repository)::
 
     files:
       - file: values.digest.yaml           # the digest, relative to the area folder

@@ -1,7 +1,7 @@
 """Digests of upstream files: the facts the tests hold the program against, without the files.
 
 Upstream files (a chart's values.yaml, CRDs, Go types, a Makefile, a systemd unit, a markdown
-page ...) are not committed (/work/notes/DIGESTS.md). What ``tests/upstream/<area>/`` holds is,
+page ...) are not committed: third-party files stay out of this repository. What ``tests/upstream/<area>/`` holds is,
 per upstream file, a *digest* this tool makes from the file's exact bytes, and an entry in the
 area's ``SOURCES.yaml`` with the provenance and the sha256 of those bytes::
 
