@@ -80,12 +80,20 @@ class MachineSpec:
     memory_mb: int
     arch: str  # "x86_64" or "arm64"
     shared_core: bool = False
-    #: The type of the node's boot disk and Ceph disk (a type its series accepts for both).
-    disk_type: str = PD_BALANCED
-    #: Every durable block-storage type GCE lets the series use (empty: not known here).
-    disk_types: tuple[str, ...] = ()
     #: The machine series (``n4``; ``n1`` for ``custom-*``), "" when not known here.
     series: str = ""
+
+    @property
+    def disk_types(self) -> tuple[str, ...]:
+        """Every durable block-storage type GCE lets the series use (empty: not known here)."""
+        family = _FAMILIES.get(self.series)
+        return family.disk_types if family else ()
+
+    @property
+    def disk_type(self) -> str:
+        """The type of the node's boot disk and Ceph disk (a type its series accepts for both)."""
+        family = _FAMILIES.get(self.series)
+        return family.disk_type if family else PD_BALANCED
 
 
 @dataclass(frozen=True)
@@ -193,17 +201,7 @@ _MEMORY_GB_EXCEPTIONS: dict[str, float] = {
 
 
 def _spec(series: str, name: str, vcpus: float, memory_mb: int, shared_core: bool = False) -> MachineSpec:
-    family = _FAMILIES[series]
-    return MachineSpec(
-        name,
-        vcpus,
-        memory_mb,
-        family.arch,
-        shared_core,
-        disk_type=family.disk_type,
-        disk_types=family.disk_types,
-        series=series,
-    )
+    return MachineSpec(name, vcpus, memory_mb, _FAMILIES[series].arch, shared_core, series=series)
 
 
 # Shared-core types: a fraction of a core, sustained (they burst to 2 vCPUs for short times).
