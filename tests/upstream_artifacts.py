@@ -20,8 +20,7 @@ the upstream files themselves are not committed (third-party files stay out of t
 are on the machine -- that each digest regenerates byte for byte). The helpers below are what the
 area tests read: :func:`documents` / :func:`document` (yaml-data), :func:`facts`,
 :func:`go_structs`, and the comparisons :func:`unknown_value_keys`, :func:`crd_schema`,
-:func:`crd_problems`. Areas not converted yet still hold raw copies (:func:`text`,
-:func:`load_yaml`, :func:`load_yaml_all` read those; the last two read yaml-data digests too).
+:func:`crd_problems`.
 """
 
 from __future__ import annotations
@@ -36,8 +35,9 @@ from tools.upstream_digest import PRUNED, UPSTREAM, Source, load_digest, load_so
 from tools.upstream_digest import areas as _areas
 
 __all__ = [
-    "UPSTREAM", "Source", "areas", "sources", "artifact", "text", "load_yaml", "load_yaml_all", "digest",
+    "UPSTREAM", "Source", "areas", "sources", "artifact", "digest",
     "documents", "document", "facts", "go_structs", "unknown_value_keys", "crd_schema", "crd_problems",
+    "debian_package_root",
 ]
 
 
@@ -52,8 +52,7 @@ def sources(area: str) -> dict[str, Source]:
 
 
 def artifact(area: str, file: str) -> Path:
-    """The committed file (a digest, or a raw copy in an area not converted yet), asserting it
-    is recorded in SOURCES.yaml."""
+    """The committed digest, asserting it is recorded in SOURCES.yaml."""
     if file not in sources(area):
         digests = sorted(f"{s.file} ({s.where()})" for s in sources(area).values() if s.is_digest)
         raise AssertionError(
@@ -61,16 +60,6 @@ def artifact(area: str, file: str) -> Path:
             + (f"; the area's upstream files are digests now: {digests}" if digests else "")
         )
     return UPSTREAM / area / file
-
-
-def text(area: str, file: str) -> str:
-    """A raw copy's text (areas not converted to digests yet)."""
-    source = sources(area).get(file)
-    assert source is None or not source.is_digest, (
-        f"tests/upstream/{area}/{file} is a {source.digest} digest, not the upstream text: read it with "
-        "facts() / documents() / go_structs()"
-    )
-    return artifact(area, file).read_text(encoding="utf-8")
 
 
 def digest(area: str, file: str, kind: str | None = None) -> dict[str, Any]:
@@ -104,22 +93,6 @@ def facts(area: str, file: str) -> dict[str, Any]:
 def go_structs(area: str, file: str) -> dict[str, Any]:
     """A go-structs digest: ``{package, imports, named, structs}``."""
     return digest(area, file, "go-structs")
-
-
-def load_yaml(area: str, file: str) -> Any:
-    """One YAML document: of a yaml-data digest, or of a raw copy."""
-    source = sources(area).get(file)
-    if source is not None and source.is_digest:
-        return document(area, file)
-    return yaml.safe_load(text(area, file))
-
-
-def load_yaml_all(area: str, file: str) -> list[Any]:
-    """Every YAML document: of a yaml-data digest, or of a raw copy."""
-    source = sources(area).get(file)
-    if source is not None and source.is_digest:
-        return documents(area, file)
-    return [d for d in yaml.safe_load_all(text(area, file)) if d is not None]
 
 
 def unknown_value_keys(ours: Any, upstream: Any, path: str = "") -> list[str]:
