@@ -7,10 +7,12 @@ registered resources, their inputs, their dependencies and which values are secr
 
 from __future__ import annotations
 
+import inspect
 import shlex
 from functools import cache
 from typing import Any
 
+import pulumi_kubernetes
 import yaml
 
 from components.machines.gcp import HEALTH_CHECK_RANGES
@@ -366,3 +368,30 @@ def test_adding_a_worker_to_an_ha_stack_touches_no_control_plane() -> None:
     # Ceph's spec follows the storage nodes; the load balancer and every control-plane step stay.
     # (3 -> 4 storage nodes: the pool keeps 3 replicas, only the CephCluster spec changes.)
     assert changed == ["dev-rook-cluster"], changed
+
+
+# --- the Kubernetes provider's identity -------------------------------------------------------
+
+
+def test_the_kubernetes_provider_is_the_init_steps_cluster_so_a_reread_kubeconfig_replaces_nothing() -> None:
+    """Without ``clusterIdentifier``, a preview in which the kubeconfig-reading step runs again
+    (its stdout unknown) shows the provider and every add-on as replaced. With it, the provider
+    is replaced only when its identifier changes: here, only when ``kubeadm init`` is created
+    anew, i.e. when there is a new cluster."""
+    doc = " ".join(inspect.getsource(pulumi_kubernetes.Provider).split())
+    # pulumi-kubernetes 4.34.2 (requirements.txt), Provider's own docstring; the rule lives in
+    # provider/pkg/provider/provider.go DiffConfig (adding the identifier to an existing
+    # provider replaces nothing: "in order to make on- and off-boarding less risky").
+    assert "the provider will _only_ be replaced when `clusterIdentifier` changes" in doc, (
+        "the pinned pulumi-kubernetes no longer documents clusterIdentifier's replacement rule"
+    )
+    for key in ("single", "patch-before", "patch-after"):
+        plan = _run(key)
+        (provider,) = plan.of_type("pulumi:providers:kubernetes")
+        init = plan.named("dev-cp-0-init")
+        identifier = provider.input("clusterIdentifier")
+        assert identifier and identifier == f"{init.name}-id", (
+            f"{key}: the provider's clusterIdentifier must be the init step's id, got {identifier!r}"
+        )
+        assert "clusterIdentifier" not in provider.secret_inputs
+        assert _depends_on(plan, provider, init) or init.urn in provider.property_dependencies.get("clusterIdentifier", [])

@@ -447,9 +447,15 @@ class KubeadmCluster(pulumi.ComponentResource):
                 for m, ip in zip(machines.values(), ips)
             }
         )
+        # The cluster's identity is its `kubeadm init`: the provider (and every add-on with it) is
+        # replaced only when the cluster is initialised anew, never because the kubeconfig-reading
+        # step runs again (its stdout is unknown during that preview, and without an identifier
+        # the provider plans a replacement for an unknown kubeconfig: pulumi-kubernetes'
+        # DiffConfig; the pinned SDK's Provider docstring states the rule).
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
+            cluster_identifier=init.id,
             delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
