@@ -5,11 +5,13 @@ config -> machines -> bootstrap -> add-ons; each stage is a ComponentResource in
 
 from __future__ import annotations
 
+import os
+
 import pulumi
 
 from components.addons import Addons, AddonsArgs
 from components.bootstrap import KubeadmCluster, KubeadmClusterArgs
-from components.config import ConfigError, load_settings
+from components.config import SKIP_KUBERNETES_DIFF_NOTE, ConfigError, kubernetes_diff_skipped, load_settings
 from components.machines.existing import ExistingMachines, ExistingMachinesArgs
 from components.machines.gcp import SSH_USER, GcpMachines, GcpMachinesArgs
 from components.nodes import plan_nodes
@@ -18,9 +20,11 @@ from components.version_gate import VersionGate, VersionGateArgs
 # 1. Config: read once, validated before any resource is registered.
 try:
     settings = load_settings(pulumi.get_stack())
+    # A preview from a runner outside adminCidrs (the pull-request workflow) skips the Kubernetes diff.
+    skip_kubernetes_diff = kubernetes_diff_skipped(os.environ, pulumi.runtime.is_dry_run())
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None
-for warning in settings.warnings:
+for warning in settings.warnings + ([SKIP_KUBERNETES_DIFF_NOTE] if skip_kubernetes_diff else []):
     pulumi.log.warn(warning)
 config = settings.cluster
 prefix = settings.name_prefix
@@ -36,6 +40,7 @@ if config.provider == "gcp":
         prefix, GcpMachinesArgs(config=config, gcp=settings.gcp, nodes=nodes, prefix=prefix)
     )
     hosts, endpoints = machines.machines, machines.endpoints
+    backup_bucket_url: pulumi.Output[str] | None = machines.backup_bucket_url
     # Break-glass access: the first control plane is the SSH jump host of every other node.
     pulumi.export("sshHost", machines.ssh_host)
     pulumi.export("sshUser", SSH_USER)
@@ -44,11 +49,20 @@ else:
     secret_key = pulumi.Config("kubeadm-cluster").require_secret("sshPrivateKey")
     own = ExistingMachines(prefix, ExistingMachinesArgs(config=config, nodes=nodes, ssh_private_key=secret_key))
     hosts, endpoints = own.machines, own.endpoints
+    backup_bucket_url = None
 
 # 3. Bootstrap.
 cluster = KubeadmCluster(
     prefix,
-    KubeadmClusterArgs(config=config, cluster_name=prefix, machines=hosts, endpoints=endpoints, gate=version_gate.record),
+    KubeadmClusterArgs(
+        config=config,
+        cluster_name=prefix,
+        machines=hosts,
+        endpoints=endpoints,
+        gate=version_gate.record,
+        skip_kubernetes_diff=skip_kubernetes_diff,
+        backup_bucket_url=backup_bucket_url,
+    ),
 )
 
 # 4. Add-ons, on a Kubernetes provider made from the cluster's kubeconfig.
@@ -62,6 +76,7 @@ pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("joinCommand", cluster.join_command)
 pulumi.export("controlPlaneEndpoint", cluster.control_plane_endpoint)
 pulumi.export("nodes", cluster.nodes)
+pulumi.export("etcdBackups", cluster.etcd_backups)
 pulumi.export("storageClass", addons.storage_class)
 pulumi.export("dashboardAccess", addons.dashboard_access)
 pulumi.export(

@@ -8,6 +8,7 @@ structured config. Unknown keys (typos) are errors. ``load_config()`` returns a
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from components import hardware, versions
@@ -25,7 +26,8 @@ NAMESPACE = "kubeadm-cluster"
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_VERSION = re.compile(r"^v?1\.(\d+)\.(\d+)$")
+# No leading zeros (``1.36.04`` is no Kubernetes release and no pkgs.k8s.io package version).
+_VERSION = re.compile(r"^v?1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _FLAG_NAME = re.compile(r"^[a-z0-9][-a-z0-9.]*$")
 _TAINT = re.compile(r"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>[A-Za-z]+)$")
 
@@ -42,15 +44,118 @@ REMOVED_FLAGS: dict[str, str] = {
 #: The kubelet posts node status every 10 s; a grace period near that flaps nodes NotReady.
 SAFE_NODE_MONITOR_GRACE_SECONDS = 40
 
+#: Control-plane counts the stacked-etcd layout here supports (odd, for quorum), GCP and own servers alike.
+CONTROL_PLANE_COUNTS = (1, 3, 5, 7)
+
+# --- kubeadm's own rules (cmd/kubeadm/app/apis/kubeadm/validation/validation.go and
+# cmd/kubeadm/app/constants/constants.go; tests/test_config_refusals.py names lines and refs) ---
+#: ValidateServiceSubnetSize: the service range is at most 20 host bits (/12 for IPv4), as the
+#: API server's --service-cluster-ip-range check also demands (MaximumBitsForServiceSubnet).
+KUBEADM_MAX_SERVICE_SUBNET_BITS = 20
+#: ValidateIPNetFromString(serviceSubnet, MinimumAddressesInServiceSubnet): at least 10 addresses,
+#: since the cluster DNS Service takes the tenth address of the range.
+KUBEADM_MIN_SERVICE_SUBNET_ADDRESSES = 10
+#: getClusterNodeMask: the controller manager's per-node pod range, /24 for IPv4 unless
+#: ``node-cidr-mask-size-ipv4`` is set among its extra args.
+KUBEADM_DEFAULT_NODE_CIDR_MASK = 24
+#: ValidatePodSubnetNodeMask: the node mask is at most 16 bits longer than the pod range's
+#: (PodSubnetNodeMaskMaxDiff).
+KUBEADM_POD_SUBNET_NODE_MASK_MAX_DIFF = 16
+
+#: Flags kubeadm sets itself from the stack config or from its own files (getAPIServerCommand and
+#: getControllerManagerCommand in cmd/kubeadm/app/phases/controlplane/manifests.go): an extra arg
+#: would silently override them on one side only (certificates, the node's address, the ranges
+#: the CNI and kube-proxy were given), so they are refused with the setting that drives them.
+KUBEADM_MANAGED_API_SERVER_FLAGS: dict[str, str] = {
+    "advertise-address": "each control plane's own internal IP",
+    "secure-port": "the API port 6443 every node, firewall and load balancer uses",
+    "service-cluster-ip-range": "network.serviceCidr",
+    "etcd-servers": "the local stacked etcd member",
+    "enable-bootstrap-token-auth": "kubeadm (every worker joins with a bootstrap token)",
+    **{
+        flag: "kubeadm's certificates in /etc/kubernetes/pki"
+        for flag in (
+            "client-ca-file", "tls-cert-file", "tls-private-key-file", "kubelet-client-certificate",
+            "kubelet-client-key", "service-account-key-file", "service-account-signing-key-file",
+            "requestheader-client-ca-file", "proxy-client-cert-file", "proxy-client-key-file",
+            "etcd-cafile", "etcd-certfile", "etcd-keyfile",
+        )
+    },
+}
+KUBEADM_MANAGED_CONTROLLER_MANAGER_FLAGS: dict[str, str] = {
+    "cluster-cidr": "network.podCidr",
+    "service-cluster-ip-range": "network.serviceCidr",
+    "allocate-node-cidrs": "network.podCidr (the CNIs rely on each node's pod range)",
+    "cluster-name": "the stack name",
+    **{
+        flag: "kubeadm's kubeconfig and certificates in /etc/kubernetes"
+        for flag in (
+            "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "client-ca-file",
+            "requestheader-client-ca-file", "root-ca-file", "service-account-private-key-file",
+            "cluster-signing-cert-file", "cluster-signing-key-file",
+        )
+    },
+}
+#: Flag names that take a Go duration in kube-apiserver and kube-controller-manager: they end in
+#: one of these words (``node-monitor-grace-period``, ``request-timeout``, ``event-ttl``...).
+#: ``time.ParseDuration`` refuses a number without a unit ("10"): the component exits at start.
+_DURATION_FLAG_SUFFIXES = ("-period", "-timeout", "-duration", "-ttl", "-interval", "-deadline", "-delay", "-stabilization")
+#: Flags with such a name that take a plain number instead (kube-apiserver: seconds, an int).
+_NUMERIC_FLAGS_WITH_DURATION_NAMES = frozenset({"min-request-timeout"})
+#: A Go duration (``time.ParseDuration``): a signed sequence of decimal numbers, each with a unit.
+_GO_DURATION = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
+
+#: IPv4 ranges no cluster range may use: GCE refuses them for subnets ("Prohibited IPv4 subnet
+#: ranges", cloud.google.com/vpc/docs/subnets), and as pod or Service addresses they collide with
+#: every host's own loopback or link-local traffic (the metadata server is 169.254.169.254).
+PROHIBITED_RANGES: dict[str, str] = {
+    "0.0.0.0/8": "'this network' (RFC 1122)",
+    "127.0.0.0/8": "loopback",
+    "169.254.0.0/16": "link-local",
+    "224.0.0.0/4": "multicast",
+    "240.0.0.0/4": "reserved (RFC 1112)",
+}
+#: GCE's smallest primary IPv4 subnet range, and the addresses it keeps in each primary range
+#: (network, default gateway, second-to-last, broadcast): cloud.google.com/vpc/docs/subnets.
+GCE_MIN_SUBNET_PREFIX = 29
+GCE_RESERVED_SUBNET_ADDRESSES = 4
+#: Google Cloud project IDs: 6 to 30 lowercase letters, digits or hyphens, starting with a
+#: letter, not ending with a hyphen (Resource Manager, "Creating and managing projects"); a
+#: legacy domain-scoped ID is ``example.com:my-project``.
+_GCP_PROJECT_ID = re.compile(r"^(?:[a-z0-9][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_GCP_ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+
 
 class ConfigError(ValueError):
     """Stack configuration that cannot build a cluster; the message names each field."""
+
+
+class _Problems(ValueError):
+    """Several problems found by one cross-field check, each with the field it belongs to."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+        self.problems = problems
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, strict=False
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic's lax mode reads ``true`` as 1: ``count: true`` would build one node."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float):
+                raise ValueError(
+                    f"is the boolean {str(value).lower()}; a number is expected here (e.g. 3), "
+                    "and YAML reads unquoted true/false/yes/no/on/off as booleans"
+                )
+        return value
 
 
 def _check_label_key(key: str) -> str | None:
@@ -97,28 +202,56 @@ class Taint(_Model):
                 raise ValueError(problem)
         return cls(key=key, value=value, effect=effect)  # type: ignore[arg-type]
 
+    @model_validator(mode="after")
+    def _valid_key_and_value(self) -> "Taint":
+        """The object form (``{key, value, effect}``) passes the same checks as the string form."""
+        for problem in (_check_label_key(self.key), _check_label_value(self.value)):
+            if problem:
+                raise ValueError(problem)
+        return self
+
     def __str__(self) -> str:
         return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
 
 
-def _machine_type_check(value: str) -> str:
-    problems = hardware.machine_type_problems(value)
+def _own_servers(info: ValidationInfo) -> bool:
+    """Whether the stack is ``provider: existing``: its hosts are the machines, so the GCP machine
+    fields of ``controlPlane`` and ``workerPools`` are ignored (a warning says so), not checked."""
+    return isinstance(info.context, Mapping) and info.context.get("provider") == "existing"
+
+
+def _machine_type_check(value: str, info: ValidationInfo) -> str:
+    problems = [] if _own_servers(info) else hardware.machine_type_problems(value)
     if problems:
         raise ValueError("; ".join(problems))
     return value
 
 
-def _disk_check(value: int) -> int:
-    problems = hardware.disk_problems(value)
+def _disk_check(value: int, info: ValidationInfo) -> int:
+    problems = [] if _own_servers(info) else hardware.disk_problems(value)
     if problems:
         raise ValueError(problems[0])
     return value
 
 
-def _storage_disk_check(value: int) -> int:
-    if value != 0 and value < 10:
+def _storage_disk_check(value: int, info: ValidationInfo) -> int:
+    if value != 0 and value < 10 and not _own_servers(info):
         raise ValueError(f"storage disk of {value} GB: use 0 (no storage disk) or at least 10 GB")
     return value
+
+
+def _disk_size_limits(group: "ControlPlaneConfig | WorkerPoolConfig", info: ValidationInfo) -> None:
+    """GCE's largest disk of the type the machine series takes (boot and Ceph disk alike)."""
+    if _own_servers(info):
+        return
+    disk_type = hardware.disk_type(group.machine_type)
+    problems = [
+        (field_name, problem)
+        for field_name, size in (("diskSizeGb", group.disk_size_gb), ("storageDiskSizeGb", group.storage_disk_size_gb))
+        for problem in hardware.disk_size_limit_problems(size, disk_type)
+    ]
+    if problems:
+        raise _Problems(problems)
 
 
 MachineType = Annotated[str, Field(min_length=1)]
@@ -134,15 +267,26 @@ class ControlPlaneConfig(_Model):
     @field_validator("count")
     @classmethod
     def _odd_count(cls, value: int) -> int:
-        if value < 1 or value % 2 == 0 or value > 7:
+        if value not in CONTROL_PLANE_COUNTS:
             raise ValueError(
-                f"control-plane count {value} is not allowed: use 1, 3, 5 or 7 (an odd number keeps etcd quorum)"
+                f"control-plane count {value} is not allowed: use {_counts_text()} (an odd number keeps etcd quorum)"
             )
         return value
 
     _mt = field_validator("machine_type")(_machine_type_check)
     _disk = field_validator("disk_size_gb")(_disk_check)
     _storage = field_validator("storage_disk_size_gb")(_storage_disk_check)
+
+    @model_validator(mode="after")
+    def _disk_limits(self, info: ValidationInfo) -> "ControlPlaneConfig":
+        _disk_size_limits(self, info)
+        return self
+
+
+def _counts_text() -> str:
+    """``1, 3, 5 or 7``"""
+    *head, last = (str(count) for count in CONTROL_PLANE_COUNTS)
+    return f"{', '.join(head)} or {last}"
 
 
 class WorkerPoolConfig(_Model):
@@ -189,9 +333,29 @@ class WorkerPoolConfig(_Model):
             return value
         return [Taint.parse(item) if isinstance(item, str) else item for item in value]
 
+    @field_validator("taints")
+    @classmethod
+    def _unique_taints(cls, value: list[Taint]) -> list[Taint]:
+        """The API server refuses a Node whose taints repeat a key and effect pair
+        (validateNodeTaints, pkg/apis/core/validation/validation.go): the node patch would fail."""
+        seen: dict[tuple[str, str], Taint] = {}
+        for taint in value:
+            earlier = seen.setdefault((taint.key, taint.effect), taint)
+            if earlier is not taint:
+                raise ValueError(
+                    f"taints {str(earlier)!r} and {str(taint)!r} have the same key and effect; a node takes one "
+                    "taint per key and effect (keep one, or give them different keys or effects)"
+                )
+        return value
+
     _mt = field_validator("machine_type")(_machine_type_check)
     _disk = field_validator("disk_size_gb")(_disk_check)
     _storage = field_validator("storage_disk_size_gb")(_storage_disk_check)
+
+    @model_validator(mode="after")
+    def _disk_limits(self, info: ValidationInfo) -> "WorkerPoolConfig":
+        _disk_size_limits(self, info)
+        return self
 
 
 def _network(value: str) -> ipaddress.IPv4Network:
@@ -212,7 +376,31 @@ class NetworkConfig(_Model):
     @field_validator("subnet_cidr", "pod_cidr", "service_cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:
-        _network(value)
+        net = _network(value)
+        for prohibited, what in PROHIBITED_RANGES.items():
+            if net.overlaps(ipaddress.ip_network(prohibited)):
+                raise ValueError(
+                    f"{value} overlaps {prohibited} ({what}), which no subnet, pod or Service range may use; "
+                    "use private space (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10)"
+                )
+        return value
+
+    @field_validator("service_cidr")
+    @classmethod
+    def _service_range_size(cls, value: str) -> str:
+        """kubeadm's ValidateIPNetFromString (10 addresses at least) and ValidateServiceSubnetSize."""
+        net = _network(value)
+        if net.num_addresses < KUBEADM_MIN_SERVICE_SUBNET_ADDRESSES:
+            raise ValueError(
+                f"{value} has {net.num_addresses} addresses; kubeadm needs at least "
+                f"{KUBEADM_MIN_SERVICE_SUBNET_ADDRESSES} (the cluster DNS Service takes the tenth): use a prefix of "
+                f"/{32 - (KUBEADM_MIN_SERVICE_SUBNET_ADDRESSES - 1).bit_length()} or shorter"
+            )
+        if net.max_prefixlen - net.prefixlen > KUBEADM_MAX_SERVICE_SUBNET_BITS:
+            raise ValueError(
+                f"{value} is larger than kubeadm and the API server allow: the Service range is at most "
+                f"/{net.max_prefixlen - KUBEADM_MAX_SERVICE_SUBNET_BITS} (e.g. 10.96.0.0/12)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -269,6 +457,70 @@ class UpgradeConfig(_Model):
         return value
 
 
+#: systemd calendar shorthands (systemd.time(7)) accepted for ``backup.schedule``, besides full
+#: calendar expressions; ``minutely`` is left out on purpose (a snapshot a minute is no backup plan).
+BACKUP_SCHEDULE_SHORTHANDS = ("hourly", "daily", "weekly", "monthly", "quarterly", "semiannually", "yearly")
+#: What a calendar expression may contain (digits, names, ``*,./:~-`` and spaces); the node checks it
+#: for real with ``systemd-analyze calendar`` before the timer is written (install-maintenance.sh).
+_CALENDAR = re.compile(r"^[A-Za-z0-9*,./:~ -]{1,100}$")
+
+
+class BackupConfig(_Model):
+    """etcd snapshots: a systemd timer on every control plane (components/bootstrap/maintenance.py)."""
+
+    #: When the timer takes a snapshot: a systemd ``OnCalendar=`` value (``hourly``, ``daily``,
+    #: ``*-*-* 00/6:00:00`` ...).
+    schedule: str = "hourly"
+    #: Snapshots of each kind (scheduled, pre-upgrade, pre-remove) kept on each control plane.
+    keep: int = 24
+    #: GCP: days a snapshot stays in the stack's bucket (a lifecycle rule deletes older ones).
+    bucket_retention_days: int = 30
+    #: ``provider: existing``: an https URL each snapshot is also PUT to (``<url>/<node>/<file>``);
+    #: credentials, if any, in /etc/kubeadm-cluster/backup-upload.netrc on the node, never here.
+    upload_url: str = ""
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        text = value.strip()
+        if text.lower() == "minutely":
+            raise ValueError("schedule 'minutely' would snapshot etcd every minute: use hourly or a calendar expression")
+        if text.lower() not in BACKUP_SCHEDULE_SHORTHANDS and not _CALENDAR.match(text):
+            raise ValueError(
+                f"schedule {value!r} is not a systemd calendar expression (systemd.time(7)): use "
+                f"{', '.join(BACKUP_SCHEDULE_SHORTHANDS[:3])} or e.g. '*-*-* 00/6:00:00'"
+            )
+        return text
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError(f"keep {value} is out of range: 1 to 1000 snapshots of each kind per control plane")
+        return value
+
+    @field_validator("bucket_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if not 1 <= value <= 3650:
+            raise ValueError(f"bucketRetentionDays {value} is out of range: 1 to 3650 days")
+        return value
+
+    @field_validator("upload_url")
+    @classmethod
+    def _upload(cls, value: str) -> str:
+        if not value:
+            return value
+        if not value.startswith("https://"):
+            raise ValueError(f"uploadUrl {value!r} must be an https:// URL: a snapshot holds every Secret of the cluster")
+        if "@" in value.split("/", 3)[2] or "?" in value or "#" in value:
+            raise ValueError(
+                "uploadUrl must not carry credentials or a query (they would sit in the stack config and on the "
+                "nodes' process lists): put them in /etc/kubeadm-cluster/backup-upload.netrc on each control plane"
+            )
+        return _check_url(value, "uploadUrl")
+
+
 def _default_controller_manager_args() -> dict[str, str]:
     return {"horizontal-pod-autoscaler-sync-period": "10s"}
 
@@ -279,8 +531,13 @@ class KubeadmConfig(_Model):
 
     @field_validator("controller_manager_extra_args", "api_server_extra_args")
     @classmethod
-    def _flags(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
+    def _flags(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        managed = (
+            KUBEADM_MANAGED_API_SERVER_FLAGS
+            if info.field_name == "api_server_extra_args"
+            else KUBEADM_MANAGED_CONTROLLER_MANAGER_FLAGS
+        )
+        for name, flag_value in value.items():
             flag = name.removeprefix("--")
             if flag != name:
                 raise ValueError(f"flag {name!r}: write it without the leading '--' ({flag!r})")
@@ -288,7 +545,22 @@ class KubeadmConfig(_Model):
                 raise ValueError(f"{name!r} is not a flag name (lowercase letters, digits, '-' and '.')")
             if flag in REMOVED_FLAGS:
                 raise ValueError(f"flag {flag!r} {REMOVED_FLAGS[flag]}; remove it")
+            if flag in managed:
+                raise ValueError(
+                    f"flag {flag!r} is set by kubeadm from {managed[flag]}; an extra arg would override it "
+                    "behind kubeadm's back: remove it"
+                )
+            if is_duration_flag(flag) and not _GO_DURATION.match(flag_value.strip()):
+                raise ValueError(
+                    f"flag {flag!r} takes a duration with a unit, like 40s, 5m or 1h30m (got {flag_value!r}; "
+                    "a number without a unit stops the component at start)"
+                )
         return value
+
+
+def is_duration_flag(flag: str) -> bool:
+    """Whether a kube-apiserver/kube-controller-manager flag takes a Go duration (by its name)."""
+    return flag.endswith(_DURATION_FLAG_SUFFIXES) and flag not in _NUMERIC_FLAGS_WITH_DURATION_NAMES
 
 
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
@@ -343,6 +615,7 @@ class MirrorsConfig(_Model):
                 raise ValueError(f"registry {registry}: list at least one mirror endpoint")
             for endpoint in endpoints:
                 _check_url(endpoint, f"registry {registry} mirror")
+                _check_hosts_toml_endpoint(endpoint, registry)
         return value
 
     @field_validator("helm_repositories")
@@ -351,11 +624,37 @@ class MirrorsConfig(_Model):
         for upstream, mirror in value.items():
             _check_url(upstream, "helm repository")
             _check_url(mirror, f"helm repository {upstream} mirror")
-        return value
+        # Keyed without a trailing slash, as helm_repository() looks them up: a key written with
+        # one ("https://charts.rook.io/release/") used to match nothing and was silently ignored.
+        return {upstream.rstrip("/"): mirror for upstream, mirror in value.items()}
 
     def helm_repository(self, upstream: str) -> str:
         """The URL to fetch a chart repository from: its mirror when one is set."""
-        return self.helm_repositories.get(upstream.rstrip("/"), self.helm_repositories.get(upstream, upstream))
+        return self.helm_repositories.get(upstream.rstrip("/"), upstream)
+
+
+#: What containerd's hosts.toml (a TOML basic string in ``[host."<endpoint>"]``) and the prep
+#: script's ``registry=endpoint,endpoint`` line can carry: URL characters (RFC 3986) but the comma,
+#: which separates endpoints. A quote or backslash would end or escape the TOML string.
+#: kubeadm's ValidateImageRepository matches ``<imageRepository>/name:tag`` against the
+#: distribution reference grammar (github.com/distribution/reference, regexp.go): domain
+#: components with an optional port, then lower-case path components joined by '.', '_', '__'
+#: or dashes. Upper case is refused apart (image references are lower case).
+_REFERENCE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REPOSITORY = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::\d+)?"
+    rf"|{_REFERENCE_PATH})(?:/{_REFERENCE_PATH})*$"
+)
+_HOSTS_TOML_ENDPOINT = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+;=%]+$")
+
+
+def _check_hosts_toml_endpoint(endpoint: str, registry: str) -> None:
+    if not _HOSTS_TOML_ENDPOINT.match(endpoint):
+        bad = sorted({c for c in endpoint if not _HOSTS_TOML_ENDPOINT.match(c)})
+        raise ValueError(
+            f"registry {registry}: a mirror endpoint holds {', '.join(repr(c) for c in bad)}, which containerd's "
+            "hosts.toml cannot carry: use URL characters only (percent-encode others, e.g. %2C for a comma)"
+        )
 
 
 def _check_address(value: str) -> str:
@@ -433,10 +732,10 @@ class ExistingHostsConfig(_Model):
     @model_validator(mode="after")
     def _hosts(self) -> "ExistingHostsConfig":
         count = len(self.control_plane)
-        if count < 1 or count % 2 == 0:
-            raise ValueError(
-                f"existingHosts.controlPlane has {count} hosts: use 1, 3 or 5 (an odd number keeps etcd quorum)"
-            )
+        if count not in CONTROL_PLANE_COUNTS:
+            raise _Problems([(
+                "controlPlane", f"{count} hosts: use {_counts_text()} (an odd number keeps etcd quorum)"
+            )])
         if count > 1 and not self.api_load_balancer:
             raise ValueError(
                 f"existingHosts.controlPlane has {count} hosts: set existingHosts.apiLoadBalancer to the address "
@@ -453,12 +752,39 @@ class ExistingHostsConfig(_Model):
                         f"existingHosts.{where}[{index}]: address {host.address!r} is a host name; set its "
                         "internalIp to the host's IP address in the cluster network (the kubelet's node-ip)"
                     ) from None
-        seen: set[str] = set()
-        for host in [*self.control_plane, *self.workers]:
-            if host.address in seen:
-                raise ValueError(f"host {host.address} is listed twice in existingHosts")
-            seen.add(host.address)
+        # One public address may front several hosts through port forwarding: a host is its SSH
+        # address *and* port; what must differ is each node's IP in the cluster network.
+        seen: set[tuple[str, int]] = set()
+        node_ips: dict[str, str] = {}
+        problems: list[tuple[str, str]] = []
+        for where, index, host in self.hosts():
+            if (host.address, host.port) in seen:
+                problems.append((f"{where}[{index}]", f"{host.address} port {host.port} is listed twice"))
+            seen.add((host.address, host.port))
+            node_ip = ipaddress.ip_address(host.node_ip)
+            if node_ip.version != 4:
+                problems.append((
+                    f"{where}[{index}].internalIp",
+                    f"{host.node_ip} is an IPv6 address and the cluster is IPv4 (its pod and Service ranges are): "
+                    "set internalIp to the host's IPv4 address in the cluster network",
+                ))
+            other = node_ips.setdefault(str(node_ip), f"{where}[{index}]")
+            if other != f"{where}[{index}]":
+                problems.append((
+                    f"{where}[{index}].internalIp",
+                    f"{node_ip} is also the node IP of {other}: each host needs its own IP in the cluster network "
+                    "(hosts behind one public address: set each one's internalIp)",
+                ))
+        if problems:
+            raise _Problems(problems)
         return self
+
+    def hosts(self) -> list[tuple[str, int, ExistingHost]]:
+        """Every node host (not the bastion) with where it is listed: ``("workers", 2, host)``."""
+        return [
+            *(("controlPlane", i, h) for i, h in enumerate(self.control_plane)),
+            *(("workers", i, h) for i, h in enumerate(self.workers)),
+        ]
 
 
 class ClusterConfig(_Model):
@@ -479,13 +805,29 @@ class ClusterConfig(_Model):
     image_repository: str = versions.UPSTREAM_IMAGE_REPOSITORY
     mirrors: MirrorsConfig = Field(default_factory=MirrorsConfig)
     upgrade: UpgradeConfig = Field(default_factory=UpgradeConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
     existing_hosts: ExistingHostsConfig | None = None
+    #: Let ``adminCidrs`` cover the whole IPv4 internet (SSH and the API server open to anyone):
+    #: refused unless this says so, here and in the policy pack (which reads the same key).
+    allow_admin_from_internet: bool = False
+    #: Top-level keys (camelCase) the stack set with ``pulumi config set --secret`` (or whose
+    #: object holds a ``{secure: ...}`` part): what the program derives from them stays a secret.
+    _secret_keys: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    def is_secret(self, *keys: str) -> bool:
+        """Whether any of these top-level keys (camelCase, e.g. ``mirrors``) is a secret."""
+        return any(key in self._secret_keys for key in keys)
 
     @field_validator("kubernetes_version")
     @classmethod
     def _version(cls, value: str) -> str:
         match = _VERSION.match(value)
         supported = ", ".join(f"1.{m}" for m in versions.KUBERNETES_SUPPORTED_MINORS)
+        if match is None and re.fullmatch(r"v?1\.\d+\.\d+", value):
+            raise ValueError(
+                f"{value!r} has a leading zero; versions are written without them (e.g. "
+                f"{versions.KUBERNETES_DEFAULT_VERSION}, not 1.36.04): no such release or package exists"
+            )
         if match is None:
             raise ValueError(f"{value!r} is not a full version 1.MINOR.PATCH (e.g. {versions.KUBERNETES_DEFAULT_VERSION})")
         if int(match.group(1)) not in versions.KUBERNETES_SUPPORTED_MINORS:
@@ -506,7 +848,28 @@ class ClusterConfig(_Model):
     def _registry(cls, value: str) -> str:
         if not value or "://" in value or value.endswith("/") or " " in value:
             raise ValueError(f"{value!r} is not a registry path like registry.example.com/k8s (no scheme)")
+        if value != value.lower():
+            raise ValueError(
+                f"{value!r} has upper-case letters; image references are lower case (containerd refuses "
+                f"'repository name must be lowercase'): write {value.lower()!r}"
+            )
+        if not _IMAGE_REPOSITORY.match(value):
+            raise ValueError(
+                f"{value!r} is not an image repository kubeadm accepts (ValidateImageRepository): a registry host "
+                "with an optional :port, then path components of a-z and 0-9 joined by '.', '_', '__' or dashes, "
+                "like registry.example.com/k8s"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _backup_upload(self) -> "ClusterConfig":
+        """On GCP the stack's own bucket receives the snapshots; uploadUrl is for your own servers."""
+        if self.backup.upload_url and self.provider != "existing":
+            raise ValueError(
+                "backup.uploadUrl is for provider 'existing': on gcp the snapshots go to the bucket the stack "
+                "creates (stack output etcdBackups)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cluster(self) -> "ClusterConfig":
@@ -531,7 +894,109 @@ class ClusterConfig(_Model):
                 "or a workerPools[].storageDiskSizeGb above 0 (existingHosts: storageDevice), "
                 "or set rook.enabled to false"
             )
+        problems = [
+            *self._admin_access_problems(),
+            *self._subnet_capacity_problems(),
+            *self._pod_range_problems(),
+            *self._node_ip_problems(),
+            *self._helm_mirror_problems(),
+        ]
+        if problems:
+            raise _Problems(problems)
         return self
+
+    def _admin_access_problems(self) -> list[tuple[str, str]]:
+        """adminCidrs that together admit every IPv4 address (``0.0.0.0/1`` + ``128.0.0.0/1`` too)."""
+        if self.allow_admin_from_internet or not covers_whole_internet(self.admin_cidrs):
+            return []
+        return [(
+            "adminCidrs",
+            f"{', '.join(self.admin_cidrs)} together admit the whole internet to SSH and the API server: list "
+            "your own addresses (e.g. 203.0.113.7/32), or set allowAdminFromInternet: true if that is "
+            "really what you want (the policy pack reads the same key)",
+        )]
+
+    def _subnet_capacity_problems(self) -> list[tuple[str, str]]:
+        """GCE: a primary range of /29 or larger, with an address for every VM and static address."""
+        if self.provider != "gcp":
+            return []
+        subnet = _network(self.network.subnet_cidr)
+        if subnet.prefixlen > GCE_MIN_SUBNET_PREFIX:
+            return [(
+                "network.subnetCidr",
+                f"{subnet} is smaller than GCE's smallest subnet range, /{GCE_MIN_SUBNET_PREFIX}",
+            )]
+        usable = subnet.num_addresses - GCE_RESERVED_SUBNET_ADDRESSES
+        nodes = self.control_plane.count + sum(pool.count for pool in self.worker_pools)
+        # The first control plane's static internal address is its own VM's; HA adds the
+        # internal load balancer's address.
+        needed = nodes + (1 if self.highly_available else 0)
+        if usable < needed:
+            return [(
+                "network.subnetCidr",
+                f"{subnet} has {usable} usable addresses (GCE keeps {GCE_RESERVED_SUBNET_ADDRESSES} of every range) "
+                f"and the stack needs {needed}: {nodes} nodes"
+                + (" and the API load balancer's internal address" if self.highly_available else "")
+                + f"; use a larger range (e.g. /{_prefix_for(needed + GCE_RESERVED_SUBNET_ADDRESSES)})",
+            )]
+        return []
+
+    def _pod_range_problems(self) -> list[tuple[str, str]]:
+        """kubeadm's ValidatePodSubnetNodeMask against the controller manager's node mask."""
+        args = self.kubeadm.controller_manager_extra_args
+        where = "kubeadm.controllerManagerExtraArgs"
+        mask = KUBEADM_DEFAULT_NODE_CIDR_MASK
+        for flag in ("node-cidr-mask-size-ipv4", "node-cidr-mask-size"):
+            if flag in args:
+                text = args[flag].strip()
+                if not text.isdigit() or not 0 < int(text) <= 32:
+                    return [(f"{where}.{flag}", f"{args[flag]!r} is not a prefix length (an integer, 1 to 32)")]
+                mask = int(text)
+                break
+        pods = _network(self.network.pod_cidr)
+        if pods.prefixlen > mask:
+            return [(
+                "network.podCidr",
+                f"{pods} is smaller than one node's pod range (/{mask}, the controller manager's node mask): "
+                f"kubeadm refuses it; use /{mask} or larger (e.g. 10.32.0.0/12)",
+            )]
+        if mask - pods.prefixlen > KUBEADM_POD_SUBNET_NODE_MASK_MAX_DIFF:
+            return [(
+                "network.podCidr",
+                f"{pods} and the node mask /{mask} differ by more than {KUBEADM_POD_SUBNET_NODE_MASK_MAX_DIFF} bits: "
+                f"kubeadm refuses it; use /{mask - KUBEADM_POD_SUBNET_NODE_MASK_MAX_DIFF} or smaller",
+            )]
+        return []
+
+    def _node_ip_problems(self) -> list[tuple[str, str]]:
+        """Own servers: a node IP inside the pod or Service range would be routed into the cluster."""
+        if self.existing_hosts is None:
+            return []
+        ranges = {"network.serviceCidr": _network(self.network.service_cidr), "network.podCidr": _network(self.network.pod_cidr)}
+        problems: list[tuple[str, str]] = []
+        for where, index, host in self.existing_hosts.hosts():
+            node_ip = ipaddress.ip_address(host.node_ip)
+            for name, net in ranges.items():
+                if node_ip.version == 4 and node_ip in net:
+                    problems.append((
+                        f"existingHosts.{where}[{index}].internalIp",
+                        f"{node_ip} lies inside {name} {net}: node IPs must be outside the pod and Service ranges "
+                        f"(move {name} elsewhere)",
+                    ))
+        return problems
+
+    def _helm_mirror_problems(self) -> list[tuple[str, str]]:
+        """A helmRepositories key no chart of this stack comes from is a typo or a leftover."""
+        used = helm_repositories_used(self)
+        return [
+            (
+                "mirrors.helmRepositories",
+                f"no chart this stack installs comes from {upstream}; the stack's chart repositories are "
+                f"{', '.join(used) or 'none'} (write the key exactly as one of them)",
+            )
+            for upstream in self.mirrors.helm_repositories
+            if upstream not in used
+        ]
 
     # --- derived facts ----------------------------------------------------------------
     @property
@@ -591,6 +1056,20 @@ class ClusterConfig(_Model):
                 (f"workerPools[{pool.name}]", pool.machine_type) for pool in self.worker_pools
             ]:
                 notes += [f"{where}.machineType: {text}" for text in hardware.machine_type_warnings(machine_type)]
+        else:
+            machine_fields = {"machine_type", "disk_size_gb", "storage_disk_size_gb"}
+            for where, group in [("controlPlane", self.control_plane)] + [
+                (f"workerPools[{pool.name}]", pool) for pool in self.worker_pools
+            ]:
+                for name in sorted(machine_fields & group.model_fields_set):
+                    notes.append(
+                        f"{where}.{to_camel(name)} is ignored with provider 'existing': the hosts are the machines "
+                        "(the node preflight checks their CPUs, memory and disk; storageDevice names a Ceph disk)"
+                    )
+        if self.allow_admin_from_internet and covers_whole_internet(self.admin_cidrs):
+            notes.append(
+                "adminCidrs admit the whole internet to SSH and the API server (allowAdminFromInternet: true)"
+            )
         grace = self.kubeadm.controller_manager_extra_args.get("node-monitor-grace-period")
         if grace is not None and _seconds(grace) is not None and (_seconds(grace) or 0) < SAFE_NODE_MONITOR_GRACE_SECONDS:
             notes.append(
@@ -600,6 +1079,31 @@ class ClusterConfig(_Model):
         if "runtime-config" in self.kubeadm.api_server_extra_args and "all=true" in self.kubeadm.api_server_extra_args["runtime-config"]:
             notes.append("kubeadm.apiServerExtraArgs.runtime-config enables every alpha API: not for production")
         return notes
+
+
+def covers_whole_internet(cidrs: list[str]) -> bool:
+    """Whether these IPv4 CIDRs together hold every IPv4 address (``0.0.0.0/0``, or pieces of it)."""
+    nets = [_network(cidr) for cidr in cidrs]
+    return list(ipaddress.collapse_addresses(nets)) == [ipaddress.IPv4Network("0.0.0.0/0")]
+
+
+def _prefix_for(addresses: int) -> int:
+    """The longest IPv4 prefix holding this many addresses."""
+    return 32 - max(0, addresses - 1).bit_length()
+
+
+def helm_repositories_used(config: ClusterConfig) -> list[str]:
+    """The chart repositories the stack's Helm releases come from (components/addons)."""
+    used: list[str] = []
+    if config.cni == "flannel":
+        used.append(versions.FLANNEL_CHART_REPO)
+    if config.cni == "calico":
+        used.append(versions.CALICO_CHART_REPO)
+    if config.dashboard.enabled and config.dashboard.kind == "headlamp":
+        used.append(versions.HEADLAMP_CHART_REPO)
+    if config.rook.enabled:
+        used += [versions.ROOK_CHART_REPO, versions.CEPH_CSI_CHART_REPO]
+    return [repo.rstrip("/") for repo in used]
 
 
 def _seconds(text: str) -> float | None:
@@ -634,11 +1138,27 @@ class StackSettings:
         return cluster_name(self.stack)
 
 
+#: The longest name prefix: node names (``<prefix>-<pool>-<i>-storage``), the service account ID
+#: (``<prefix>-nodes``, at most 30 characters) and every GCE name stay within GCE's limits.
+NAME_PREFIX_LENGTH = 20
+#: Hex digits of the stack name's hash that keep a shortened prefix unique.
+_NAME_HASH_LENGTH = 6
+
+
 def cluster_name(stack: str) -> str:
+    """The stack's DNS-label prefix of every cloud resource and node name.
+
+    Names that fit in 20 characters are kept as they are (so existing stacks keep their resources).
+    A longer name is cut and given a short hash of the whole stack name: two stacks whose names
+    share their first 20 characters no longer get the same VPC, VMs and addresses in one project.
+    """
     cleaned = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-")
     if not cleaned or not cleaned[0].isalpha():
         cleaned = f"k8s-{cleaned}".rstrip("-")
-    return cleaned[:20].rstrip("-")
+    if len(cleaned) <= NAME_PREFIX_LENGTH:
+        return cleaned
+    digest = hashlib.sha256(stack.encode()).hexdigest()[:_NAME_HASH_LENGTH]
+    return f"{cleaned[: NAME_PREFIX_LENGTH - _NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -653,20 +1173,77 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
+#: Keys of a GCP machine that an own server (``existingHosts``) does not have: the host is the machine.
+_MACHINE_KEYS = ("machineType", "diskSizeGb", "storageDiskSizeGb", "count")
+
+
 def format_validation_error(err: ValidationError) -> str:
+    return "invalid stack configuration:\n  " + "\n  ".join(_error_lines(err))
+
+
+def _error_lines(err: ValidationError) -> list[str]:
     lines = []
     for item in err.errors(include_url=False):
         path = _field_path(tuple(item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
+        error = (item.get("ctx") or {}).get("error")
+        if isinstance(error, _Problems):
+            for sub_path, sub_message in error.problems:
+                full = f"{path}.{sub_path}" if path else sub_path
+                lines.append(f"{NAMESPACE}:{full}: {sub_message}")
+            continue
         if item["type"] == "extra_forbidden":
-            message = f"unknown key (a typo?); allowed keys here: {_allowed_keys(err, item['loc'])}"
+            key = item["loc"][-1]
+            if key in _MACHINE_KEYS and item["loc"][0] == "existingHosts":
+                message = (
+                    f"an own server is its own machine: {key} is no setting of a host (the node preflight checks "
+                    "each host's CPUs, memory and disk against the hardware spec); remove it"
+                )
+            else:
+                message = f"unknown key (a typo?); allowed keys here: {_allowed_keys(err, item['loc'])}"
         elif item["type"] == "literal_error":
             message = message.replace("Input should be", "must be one of:")
         elif item["type"] == "missing":
             message = "is required"
+        elif item["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            message = _object_expected(err, tuple(item["loc"]), item.get("input"))
+        elif item["type"] == "string_type" and isinstance(item.get("input"), bool):
+            message = (
+                f"is the boolean {str(item['input']).lower()}, not text: YAML reads unquoted yes/no/on/off/true/false "
+                f"as booleans; quote the value (e.g. name: \"no\")"
+            )
+        elif item["type"] == "string_type" and isinstance(item.get("input"), (int, float)):
+            message = f"is the number {item['input']}, not text: quote it (e.g. \"{item['input']}\"; durations take a unit: \"10s\")"
         where = f"{NAMESPACE}:{path}" if path else NAMESPACE
         lines.append(f"{where}: {message}")
-    return "invalid stack configuration:\n  " + "\n  ".join(lines)
+    return lines
+
+
+def _object_expected(err: ValidationError, loc: tuple[int | str, ...], given: Any) -> str:
+    """An object key given a scalar (``rook: false``): say the YAML shape, not a Python class."""
+    model = _model_at(loc)
+    shown = json.dumps(given) if isinstance(given, (bool, int, float, str)) or given is None else type(given).__name__
+    if model is None:
+        return f"must be an object (a YAML mapping), not {shown}"
+    keys = [f.alias or n for n, f in model.model_fields.items()]
+    example = "{enabled: false}" if "enabled" in keys else "{" + f"{keys[0]}: ..." + "}"
+    return f"must be an object (a YAML mapping) such as {example}, not {shown}; its keys: {', '.join(keys)}"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model a location's value must be (``("rook",)`` -> RookConfig)."""
+    model: type[BaseModel] = ClusterConfig
+    for item in loc:
+        if isinstance(item, int):
+            continue
+        info = model.model_fields.get(item) or next((f for n, f in model.model_fields.items() if f.alias == item), None)
+        if info is None:
+            return None
+        candidate = _model_of(info.annotation)
+        if candidate is None:
+            return None
+        model = candidate
+    return model
 
 
 def _allowed_keys(err: ValidationError, loc: tuple[int | str, ...]) -> str:
@@ -713,34 +1290,184 @@ def _snake(key: str) -> str:
 
 #: Keys of the namespace that are secrets and read apart from the model.
 SECRET_KEYS = ("sshPrivateKey",)
+#: What a secret value becomes in a message.
+REDACTED = "[secret]"
+#: Shorter strings of a secret value are not searched for in messages: they would blank ordinary
+#: words, and a credential is longer.
+_MIN_REDACTED_LENGTH = 4
+#: The credential parts of a URL: its userinfo (``user:password@``) and its query string.
+_URL_USERINFO = re.compile(r"://([^/?#\s]*)@")
+_URL_QUERY = re.compile(r"://[^?#\s]*\?([^#\s]+)")
 
 
-def parse_cluster_config(values: Mapping[str, str]) -> ClusterConfig:
-    """Validate the raw ``key -> text`` values of the namespace (keys without the namespace)."""
+def secret_config_keys(namespace: str) -> frozenset[str]:
+    """The keys of ``namespace`` (without it) that the stack holds encrypted.
+
+    A value set with ``pulumi config set --secret`` is a secret key, and so is an object with any
+    ``{secure: ...}`` part (``--secret --path mirrors.x``): pulumi/pulumi
+    sdk/go/common/resource/config/value.go, ``hasSecureValue``. The CLI gives the language host
+    the list (PULUMI_CONFIG_SECRET_KEYS, pulumi-language-python/main.go since v3.3.0), which
+    ``pulumi-language-python-exec`` hands to ``set_all_config``; the mock engine's
+    ``set_all_config(config, secret_keys)`` does the same.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    from_env = set(runtime_config.get_config_secret_keys_env())
+    return frozenset(
+        key
+        for key in configured_keys(namespace)
+        if runtime_config.is_config_secret(f"{namespace}:{key}") or f"{namespace}:{key}" in from_env
+    )
+
+
+def secret_strings(values: Mapping[str, str]) -> frozenset[str]:
+    """What a message must not show of these secret ``key -> raw text`` values: each string the
+    value holds (as written, and as ``repr`` shows it), and the userinfo and query of each URL."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts = [value, value.rstrip("/"), repr(value)[1:-1]]
+            for userinfo in _URL_USERINFO.findall(value):
+                parts += [userinfo, userinfo.partition(":")[2]]  # and the password alone
+            for query in _URL_QUERY.findall(value):
+                parts += [query, *(item.partition("=")[2] for item in query.split("&"))]
+            found.update(part for part in parts if len(part) >= _MIN_REDACTED_LENGTH)
+        elif isinstance(value, dict):
+            for item in value.values():  # keys are field names and public hosts: kept
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for key, raw in values.items():
+        walk(_decode(raw, key))
+    return frozenset(found)
+
+
+def redact(message: str, secrets: frozenset[str]) -> str:
+    """``message`` with every secret string in it replaced by ``[secret]`` (longest first)."""
+    for text in sorted(secrets, key=len, reverse=True):
+        message = message.replace(text, REDACTED)
+    return message
+
+
+def parse_cluster_config(values: Mapping[str, str], secret_keys: frozenset[str] = frozenset()) -> ClusterConfig:
+    """Validate the raw ``key -> text`` values of the namespace (keys without the namespace).
+
+    ``secret_keys``: the keys set with ``--secret``; what the program derives from them stays a
+    secret (``ClusterConfig.is_secret``) and no message shows their values."""
     data = {key: _decode(raw, key) for key, raw in values.items() if key not in SECRET_KEYS}
     try:
-        return ClusterConfig.model_validate(data)
+        # The provider decides which rules apply (own servers: no GCP machine catalogue).
+        cluster = ClusterConfig.model_validate(data, context={"provider": data.get("provider", "gcp")})
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
+        hidden = secret_strings({key: values[key] for key in secret_keys if key in values})
+        raise ConfigError(redact(format_validation_error(err), hidden)) from None
+    cluster._secret_keys = frozenset(secret_keys)  # a private attribute: not a config key, not validated
+    return cluster
+
+
+def ssh_private_key_problems(values: Mapping[str, str], secret_keys: frozenset[str], stack: str) -> list[str]:
+    """``sshPrivateKey`` against the provider (raw values of the namespace): required, and
+    encrypted, with ``provider: existing``; an error with ``provider: gcp`` (each GCP stack makes
+    its own key). Lines of the config error; the key itself is never shown."""
+    where = f"{NAMESPACE}:sshPrivateKey"
+    provider, key = values.get("provider", "gcp"), values.get("sshPrivateKey")
+    set_secret = f"pulumi config set --stack {stack} --secret sshPrivateKey < ~/.ssh/id_ed25519"
+    if provider == "gcp" and key is not None:
+        return [
+            f"{where}: is only used with provider 'existing' (your own servers); with provider 'gcp' each "
+            f"stack makes its own SSH key (stack output sshPrivateKey): remove it (pulumi config rm --stack "
+            f"{stack} sshPrivateKey)"
+        ]
+    if provider != "existing":
+        return []
+    if not key:
+        return [f"{where}: is required with provider 'existing' ({set_secret}, your key file in place of ~/.ssh/id_ed25519)"]
+    if "sshPrivateKey" not in secret_keys:
+        return [
+            f"{where}: is stored in plain text in Pulumi.{stack}.yaml; store it encrypted: {set_secret} "
+            "(your key file in place of ~/.ssh/id_ed25519; the stack file then shows {secure: ...})"
+        ]
+    return []
+
+
+def gcp_settings_problems(values: Mapping[str, str]) -> list[str]:
+    """Every problem of the Google provider's own keys (``project``, ``region``, ``zone``), as
+    lines of the config error: shown together with the ``kubeadm-cluster:`` ones."""
+    zone, region, project = values.get("zone"), values.get("region"), values.get("project")
+    problems: list[str] = []
+    if region and not _GCP_REGION.match(region):
+        if _GCP_ZONE.match(region):
+            problems.append(
+                f"gcp:region: {region!r} is a zone name; gcp:region takes the region ({region.rsplit('-', 1)[0]}) "
+                f"and gcp:zone the zone ({region})"
+            )
+        else:
+            problems.append(f"gcp:region: {region!r} is not a region name like us-central1")
+    if not zone:
+        problems.append("gcp:zone: is required (e.g. us-central1-a)")
+    elif not _GCP_ZONE.match(zone):
+        problems.append(f"gcp:zone: {zone!r} is not a zone name like us-central1-a")
+    elif region and _GCP_REGION.match(region) and region != zone.rsplit("-", 1)[0]:
+        problems.append(
+            f"gcp:zone: {zone} is not in gcp:region {region} (zones of {region} are named {region}-a, {region}-b, ...)"
+        )
+    if not project:
+        problems.append("gcp:project: is required (pulumi config set gcp:project MY-PROJECT)")
+    elif not _GCP_PROJECT_ID.match(project):
+        problems.append(
+            f"gcp:project: {project!r} is not a project ID: 6 to 30 lowercase letters, digits or hyphens, starting "
+            "with a letter and not ending with a hyphen (the ID, not the display name: gcloud projects list)"
+        )
+    return problems
 
 
 def parse_gcp_settings(values: Mapping[str, str]) -> GcpSettings:
-    zone = values.get("zone")
-    region = values.get("region")
-    if not zone:
-        raise ConfigError("invalid stack configuration:\n  gcp:zone: is required (e.g. us-central1-a)")
-    if not re.fullmatch(r"[a-z]+-[a-z]+\d+-[a-z]", zone):
-        raise ConfigError(f"invalid stack configuration:\n  gcp:zone: {zone!r} is not a zone name like us-central1-a")
-    zone_region = zone.rsplit("-", 1)[0]
-    if region and region != zone_region:
-        raise ConfigError(
-            f"invalid stack configuration:\n  gcp:zone: {zone} is not in gcp:region {region} "
-            f"(zones of {region} are named {region}-a, {region}-b, ...)"
-        )
-    project = values.get("project")
-    if not project:
-        raise ConfigError("invalid stack configuration:\n  gcp:project: is required (pulumi config set gcp:project MY-PROJECT)")
-    return GcpSettings(project=project, region=region or zone_region, zone=zone)
+    problems = gcp_settings_problems(values)
+    if problems:
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
+    zone = values["zone"]
+    return GcpSettings(project=values["project"], region=values.get("region") or zone.rsplit("-", 1)[0], zone=zone)
+
+
+#: Config namespaces that are not this project's and are expected in a stack file.
+_KNOWN_NAMESPACES = frozenset({NAMESPACE, "gcp", "pulumi", "command", "kubernetes", "tls", "random"})
+
+
+def namespace_warnings() -> list[str]:
+    """Config keys in a namespace that looks like a misspelling of ``kubeadm-cluster`` (such keys
+    are not read: ``kubeadm-clusters:adminCidrs`` leaves adminCidrs unset or at its default)."""
+    from pulumi.runtime import config as runtime_config
+
+    keys = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    notes = []
+    for key in sorted(keys):
+        namespace, _, name = key.partition(":")
+        if name and namespace not in _KNOWN_NAMESPACES and resembles_namespace(namespace):
+            notes.append(
+                f"config key {key!r} is ignored: its namespace {namespace!r} is not this project's; "
+                f"did you mean {NAMESPACE}:{name}? (pulumi config rm {key}; pulumi config set {NAMESPACE}:{name} ...)"
+            )
+    return notes
+
+
+def resembles_namespace(namespace: str) -> bool:
+    """Close to ``kubeadm-cluster``: at most 3 edits away once case, '_' and '.' are set aside."""
+    folded = re.sub(r"[-_.\s]+", "-", namespace.lower())
+    return _edit_distance(folded, NAMESPACE) <= 3 or folded.replace("-", "") == NAMESPACE.replace("-", "")
+
+
+def _edit_distance(left: str, right: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions)."""
+    previous = list(range(len(right) + 1))
+    for i, a in enumerate(left, 1):
+        current = [i]
+        for j, b in enumerate(right, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
+        previous = current
+    return previous[-1]
 
 
 def configured_keys(namespace: str) -> dict[str, str]:
@@ -753,12 +1480,56 @@ def configured_keys(namespace: str) -> dict[str, str]:
 
 
 def load_settings(stack: str) -> StackSettings:
-    """Read and validate the whole stack config once. Raises ConfigError."""
-    cluster = parse_cluster_config(configured_keys(NAMESPACE))
-    gcp = parse_gcp_settings(configured_keys("gcp")) if cluster.provider == "gcp" else None
-    if cluster.provider == "existing" and not configured_keys(NAMESPACE).get("sshPrivateKey"):
+    """Read and validate the whole stack config once. Raises ConfigError, whose message (like the
+    warnings) never shows a value set with ``--secret``."""
+    values, secret_keys = configured_keys(NAMESPACE), secret_config_keys(NAMESPACE)
+    gcp_values, gcp_secret_keys = configured_keys("gcp"), secret_config_keys("gcp")
+    hidden = secret_strings({key: values[key] for key in secret_keys if key in values}) | secret_strings(
+        {key: gcp_values[key] for key in gcp_secret_keys if key in gcp_values}
+    )
+    key_problems = ssh_private_key_problems(values, secret_keys, stack)
+    # gcp:* problems are reported with the others, not only once the rest is right.
+    key_problems += gcp_settings_problems(gcp_values) if values.get("provider", "gcp") == "gcp" else []
+    try:
+        cluster = parse_cluster_config(values, secret_keys)
+        if key_problems:
+            raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(key_problems))
+        gcp = parse_gcp_settings(gcp_values) if cluster.provider == "gcp" else None
+    except ConfigError as error:
+        message = str(error)
+        if key_problems and not all(line in message for line in key_problems):
+            message += "".join(f"\n  {line}" for line in key_problems)
+        raise ConfigError(redact(message, hidden)) from None
+    warnings = [redact(warning, hidden) for warning in cluster.warnings() + namespace_warnings()]
+    return StackSettings(cluster=cluster, gcp=gcp, stack=stack, warnings=warnings)
+
+
+#: Environment switch of a preview run from outside ``adminCidrs`` (the pull-request workflow on a
+#: GitHub-hosted runner), where the API server cannot be reached: the Kubernetes provider gets a
+#: kubeconfig naming no cluster, so it knows at once that the cluster is unreachable (nothing is
+#: dialled, no timeout is waited for) and, with ``skipUpdateUnreachable``, keeps every Kubernetes
+#: object as the state records it. Read once by ``__main__``; refused outside ``pulumi preview``.
+SKIP_KUBERNETES_DIFF_ENV = "KUBEADM_CLUSTER_SKIP_KUBERNETES_DIFF"
+SKIP_KUBERNETES_DIFF_NOTE = (
+    f"{SKIP_KUBERNETES_DIFF_ENV} is set: this preview does not compare the Kubernetes objects (add-ons) "
+    "with the cluster, whose API server this runner cannot reach (it is outside adminCidrs); the Kubernetes "
+    "provider shows as updated in this preview only. Preview from a machine inside adminCidrs for their diff; "
+    "the offline plan check runs the policy pack on every Kubernetes object"
+)
+
+
+def kubernetes_diff_skipped(environ: Mapping[str, str], dry_run: bool) -> bool:
+    """Whether this run skips the Kubernetes diff (``SKIP_KUBERNETES_DIFF_ENV``). Raises ConfigError
+    for a value other than true/false, and when set for anything but a preview: an update on a
+    provider that cannot see the cluster would silently skip every Kubernetes change."""
+    raw = environ.get(SKIP_KUBERNETES_DIFF_ENV, "").strip().lower()
+    if raw in ("", "0", "false"):
+        return False
+    if raw not in ("1", "true"):
+        raise ConfigError(f"invalid environment:\n  {SKIP_KUBERNETES_DIFF_ENV}: {raw!r} is not true or false")
+    if not dry_run:
         raise ConfigError(
-            "invalid stack configuration:\n  kubeadm-cluster:sshPrivateKey: is required with provider "
-            "'existing' (pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519)"
+            f"invalid environment:\n  {SKIP_KUBERNETES_DIFF_ENV}=true is for `pulumi preview` only (it hides "
+            "the cluster from the Kubernetes provider); unset it for `pulumi up`"
         )
-    return StackSettings(cluster=cluster, gcp=gcp, stack=stack, warnings=cluster.warnings())
+    return True

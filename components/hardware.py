@@ -69,6 +69,11 @@ SUPPORTED_OS: tuple[OperatingSystem, ...] = (
 #: machine series takes Persistent Disk, Hyperdisk Balanced where it takes Hyperdisk only.
 PD_BALANCED = "pd-balanced"
 HYPERDISK_BALANCED = "hyperdisk-balanced"
+#: GCE's largest volume of each disk type the program creates, in GB (GCE's disk "GB" are GiB):
+#: a Persistent Disk volume holds up to 64 TiB (cloud.google.com/compute/docs/disks/persistent-disks),
+#: a Hyperdisk Balanced volume 4 GiB to 64 TiB (.../disks/hd-types/hyperdisk-balanced). Larger
+#: sizes fail at `pulumi up`, when the VMs around them already exist.
+MAX_DISK_GB: dict[str, int] = {PD_BALANCED: 64 * 1024, HYPERDISK_BALANCED: 64 * 1024}
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,37 @@ _CUSTOM_RE = re.compile(
     r"^(?:(?P<family>[a-z][a-z0-9]*)-)?custom-(?P<cpus>\d+|micro|small|medium)-(?P<mb>\d+)(?P<ext>-ext)?$"
 )
 _SHARED_CUSTOM_CPUS = {"micro": 0.25, "small": 0.5, "medium": 1.0}
+#: Custom memory comes in steps of 256 MB, every series (Cloud Billing API CustomMachineType:
+#: "Must be an increment of 0.25 (256 MB)"; Google's custom machine type sample checks it too).
+CUSTOM_MEMORY_STEP_MB = 256
+
+
+@dataclass(frozen=True)
+class _CustomShape:
+    """What GCE accepts in a custom machine type of one series."""
+
+    #: The vCPU counts the series takes.
+    vcpus: tuple[int, ...]
+    #: Memory per vCPU, in MB, without extended memory (``-ext``).
+    min_mb_per_vcpu: int
+    max_mb_per_vcpu: int
+    #: The most memory a VM of the series may have with extended memory (0: no extended memory).
+    extended_max_mb: int = 0
+
+
+#: Custom shapes per series, as Google's own custom-machine-type helper (GoogleCloudPlatform
+#: golang-samples, compute/custom-machine-type: typeLimit per series) checks them against
+#: cloud.google.com/compute/docs/general-purpose-machines#custom_machine_types: N1 takes 1 or an
+#: even count up to 96 vCPUs and 0.9-6.5 GB per vCPU; N2 even counts to 32 then multiples of 4
+#: to 128; N2D 2, 4, 8, then multiples of 16 to 96; E2 even counts 2-32; N2, N2D and E2 take
+#: 0.5-8 GB per vCPU; extended memory up to 624 GB (N1, N2) or 768 GB (N2D), none on E2.
+#: N4 custom types are checked for the 256 MB step only (no such table was found upstream).
+_CUSTOM_SHAPES: dict[str, _CustomShape] = {
+    "n1": _CustomShape((1, *range(2, 97, 2)), 922, 6656, 624 * 1024),
+    "n2": _CustomShape((*range(2, 33, 2), *range(36, 129, 4)), 512, 8192, 624 * 1024),
+    "n2d": _CustomShape((2, 4, 8, 16, 32, 48, 64, 80, 96), 512, 8192, 768 * 1024),
+    "e2": _CustomShape(tuple(range(2, 33, 2)), 512, 8192),
+}
 
 
 def _predefined_catalogue() -> dict[str, MachineSpec]:
@@ -292,8 +328,68 @@ def disk_type_problems(machine_type: str, disk_type_name: str) -> list[str]:
     ]
 
 
+def custom_shape_problems(name: str) -> list[str]:
+    """Why GCE refuses a custom machine type's shape (empty for predefined or acceptable types)."""
+    match = _CUSTOM_RE.match(name)
+    if match is None or name in GCP_MACHINE_TYPES or match.group("cpus") in _SHARED_CUSTOM_CPUS:
+        return []
+    series = _CUSTOM_FAMILIES.get(match.group("family") or "")
+    if series is None:
+        return []
+    cpus, memory_mb, extended = int(match.group("cpus")), int(match.group("mb")), bool(match.group("ext"))
+    problems: list[str] = []
+    if memory_mb % CUSTOM_MEMORY_STEP_MB:
+        problems.append(
+            f"{name}: custom memory comes in steps of {CUSTOM_MEMORY_STEP_MB} MB; {memory_mb} MB is not one "
+            f"(e.g. {memory_mb // CUSTOM_MEMORY_STEP_MB * CUSTOM_MEMORY_STEP_MB or CUSTOM_MEMORY_STEP_MB} MB)"
+        )
+    shape = _CUSTOM_SHAPES.get(series)
+    if shape is None or cpus < 1:
+        return problems
+    label = series.upper()
+    if cpus not in shape.vcpus:
+        problems.append(f"{name}: GCE's {label} custom types take {_counts(shape.vcpus)} vCPUs, not {cpus}")
+        return problems
+    per_vcpu = memory_mb / cpus
+    if per_vcpu < shape.min_mb_per_vcpu:
+        problems.append(
+            f"{name}: {label} custom types need at least {_short_gb(shape.min_mb_per_vcpu)} per vCPU "
+            f"({_short_gb(shape.min_mb_per_vcpu * cpus)} for {cpus} vCPUs)"
+        )
+    elif extended and not shape.extended_max_mb:
+        problems.append(f"{name}: {label} custom types have no extended memory (-ext)")
+    elif extended and memory_mb > shape.extended_max_mb:
+        problems.append(f"{name}: {label} extended memory goes up to {_short_gb(shape.extended_max_mb)} per VM")
+    elif not extended and per_vcpu > shape.max_mb_per_vcpu:
+        hint = f", or add -ext for extended memory ({name}-ext)" if shape.extended_max_mb else ""
+        problems.append(
+            f"{name}: {label} custom types take at most {_short_gb(shape.max_mb_per_vcpu)} per vCPU "
+            f"({_short_gb(shape.max_mb_per_vcpu * cpus)} for {cpus} vCPUs){hint}"
+        )
+    return problems
+
+
+def _short_gb(memory_mb: float) -> str:
+    """``922`` -> ``"0.9 GB"`` (three significant digits, as Google's tables write them)."""
+    return f"{memory_mb / 1024:.3g} GB"
+
+
+def _counts(values: tuple[int, ...]) -> str:
+    """``1, 2, 4 ... 96`` for a long tuple of counts."""
+    shown = [str(v) for v in values]
+    return ", ".join(shown) if len(shown) <= 10 else f"{', '.join(shown[:6])} ... {shown[-1]}"
+
+
+def disk_size_limit_problems(size_gb: float, disk_type_name: str) -> list[str]:
+    """Why GCE refuses a disk of this size and type (empty when it takes it, or the type is unknown)."""
+    limit = MAX_DISK_GB.get(disk_type_name)
+    if limit is not None and size_gb > limit:
+        return [f"{size_gb:g} GB is larger than GCE's largest {disk_type_name} disk, {limit} GB (64 TiB)"]
+    return []
+
+
 def machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> list[str]:
-    """Why a machine type misses the minimums (empty when it meets them)."""
+    """Why a machine type misses the minimums or is a shape GCE refuses (empty when neither)."""
     spec = lookup_machine_type(name)
     if spec is None:
         return [
@@ -301,7 +397,7 @@ def machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> l
             f"{', '.join(sorted(_FAMILIES))} or FAMILY-custom-CPUS-MB "
             f"(for example n2-custom-4-16384)"
         ]
-    problems: list[str] = []
+    problems: list[str] = custom_shape_problems(name)
     if spec.shared_core:
         problems.append(
             f"{name} is a shared-core machine type ({spec.vcpus:g} vCPU sustained); "

@@ -32,6 +32,10 @@ What the engine sends, and how these policies deal with it:
   secret from plain text. The kubeconfig policy therefore reads the raw request: this
   module wraps the servicer's ``Analyze`` to keep the request's wire properties for the
   duration of the call (``_raw_properties()``).
+* The stack's config arrives with ConfigureStack (pulumi-policy drops it: ``_capture_stack_config``
+  keeps it) and in the pack process's PULUMI_CONFIG. The firewall policy reads
+  ``kubeadm-cluster:allowAdminFromInternet`` from it: only a stack that says so may open the
+  admin ports to the whole internet (``0.0.0.0/0``, or ranges that cover it together).
 * The engine analyzes provider resources too (``pulumi:providers:kubernetes``, default
   providers included), with their inputs; each other resource's request also carries its
   provider's properties (``args.provider``).
@@ -107,6 +111,26 @@ def _capture_raw_requests() -> None:
 
     servicer.Analyze = analyze  # type: ignore[method-assign]
     servicer._kubeadm_raw_capture = True  # type: ignore[attr-defined]
+
+
+#: The stack config of the last ConfigureStack request (``ns:key`` -> text).
+_STACK_CONFIG: dict[str, str] = {}
+
+
+def _capture_stack_config() -> None:
+    """Keep the stack config the engine sends with ConfigureStack (pulumi-policy drops it)."""
+    servicer = _policy_impl._PolicyAnalyzerServicer
+    if getattr(servicer, "_kubeadm_stack_capture", False):
+        return
+    original = servicer.ConfigureStack
+
+    def configure_stack(self: Any, request: Any, context: Any) -> Any:
+        _STACK_CONFIG.clear()
+        _STACK_CONFIG.update(dict(request.config))
+        return original(self, request, context)
+
+    servicer.ConfigureStack = configure_stack  # type: ignore[method-assign]
+    servicer._kubeadm_stack_capture = True  # type: ignore[attr-defined]
 
 
 def _raw_properties() -> dict[str, Any] | None:
@@ -280,11 +304,40 @@ def _validate_disk_type(args: ResourceValidationArgs, report: ReportViolation) -
 # --- Firewall --------------------------------------------------------------------------
 
 
-def _is_world(cidr: str) -> bool:
-    try:
-        return ipaddress.ip_network(cidr.strip(), strict=False).prefixlen == 0
-    except ValueError:
-        return False
+#: The stack config key (the program's namespace) that lets admin access come from anywhere. The
+#: program refuses such adminCidrs without it too (components/config.py).
+ALLOW_WORLD_KEY = "kubeadm-cluster:allowAdminFromInternet"
+
+
+def _world(ranges: Sequence[str]) -> list[str]:
+    """The source ranges that admit the whole internet of an IP family: ``0.0.0.0/0``, or a set
+    that covers it together (``0.0.0.0/1`` + ``128.0.0.0/1``); likewise for IPv6."""
+    found: list[str] = []
+    for version, everything in ((4, "0.0.0.0/0"), (6, "::/0")):
+        family: list[tuple[str, Any]] = []
+        for text in ranges:
+            try:
+                net = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                continue
+            if net.version == version:
+                family.append((text, net))
+        if not family or list(ipaddress.collapse_addresses(n for _, n in family)) != [ipaddress.ip_network(everything)]:
+            continue
+        whole = [text for text, net in family if net.prefixlen == 0]
+        found += whole or [f"{' + '.join(text for text, _ in family)} (together {everything})"]
+    return found
+
+
+def _world_allowed() -> bool:
+    """Whether the stack says admin access may come from anywhere (``allowAdminFromInternet``):
+    read from the stack config the engine hands the pack (ConfigureStack, or PULUMI_CONFIG)."""
+    value = _STACK_CONFIG.get(ALLOW_WORLD_KEY)
+    if value is None:
+        import pulumi
+
+        value = pulumi.runtime.get_config(ALLOW_WORLD_KEY)
+    return str(value).strip().lower() == "true"
 
 
 def _port_ranges(ports: Any) -> list[tuple[int, int]] | None:
@@ -310,10 +363,10 @@ def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) ->
     if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or props.get("disabled") is True:
         return
     ranges = [str(r) for r in _items(props.get("sourceRanges"))]
-    world = [r for r in ranges if _is_world(r)]
+    world = _world(ranges)
     if not ranges and not _items(props.get("sourceTags")) and not _items(props.get("sourceServiceAccounts")):
         world = ["0.0.0.0/0 (no source given)"]
-    if not world:
+    if not world or _world_allowed():
         return
     forbidden = [int(p) for p in (args.get_config().get("forbiddenPorts") or ADMIN_PORTS)]
     open_ports: set[int] = set()
@@ -328,7 +381,8 @@ def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) ->
     if open_ports:
         report(
             f"{args.name} lets {', '.join(world)} reach TCP {', '.join(str(p) for p in sorted(open_ports))}; "
-            f"restrict sourceRanges to the admin CIDRs (kubeadm-cluster:adminCidrs)",
+            f"restrict sourceRanges to the admin CIDRs (kubeadm-cluster:adminCidrs), or set {ALLOW_WORLD_KEY}: "
+            f"true in the stack if admin access from anywhere is intended",
             None,
         )
 
@@ -500,7 +554,8 @@ POLICIES = [
     ),
     _policy(
         "firewall-no-public-admin-ports",
-        "Firewall rules must not open SSH (22), the API server (6443) or the kubelet (10250) to the internet",
+        "Firewall rules must not open SSH (22), the API server (6443) or the kubelet (10250) to the internet "
+        "(one range or several that cover it together), unless the stack sets allowAdminFromInternet",
         _validate_firewall,
         EnforcementLevel.MANDATORY,
         {
@@ -537,6 +592,7 @@ POLICIES = [
 
 def main() -> None:
     _capture_raw_requests()
+    _capture_stack_config()
     PolicyPack(name=PACK_NAME, policies=list(POLICIES), enforcement_level=EnforcementLevel.MANDATORY)
 
 

@@ -92,3 +92,100 @@ def test_readme_pinned_versions_are_the_pins(readme: str) -> None:
     assert not missing, f"{readme}'s pinned-versions table does not show these pins of components/versions.py: {missing}"
     minors = [f"1.{minor}" for minor in versions.KUBERNETES_SUPPORTED_MINORS]
     assert all(m in table for m in minors), f"{readme}'s pinned-versions table does not name the supported minors {minors}"
+
+
+# --- README.zh-CN carries every section of the English README -----------------------------------
+
+#: Each English heading and its heading in README.zh-CN.md, in document order. A section added to
+#: one README and not the other (or renamed) fails the test below until this map and both
+#: READMEs agree.
+ZH_HEADINGS: dict[str, str] = {
+    "kubeadm-cluster": "kubeadm-cluster（中文说明）",
+    "Quick start": "快速开始",
+    "Backups and year two": "备份与第二年",
+    "Stack configuration": "栈配置",
+    "The hardware spec, in one place": "硬件要求（唯一出处）",
+    "Pinned versions": "固定版本",
+    "The tutorial's kubeadm flags, today": "教程里的 kubeadm 参数，今天的情况",
+    "Outputs": "输出",
+    "Add-ons": "插件",
+    "Networking (`cni`)": "网络（`cni`）",
+    "Taints and tolerations": "污点与容忍（Taint / Toleration）",
+    "Dashboard (`dashboard`)": "Dashboard（`dashboard`）",
+    "Storage (`rook`)": "存储（`rook`）",
+    "Day two": "日常运维",
+    "Your own servers and restricted networks": "自有服务器与受限网络",
+    "Mirrors (`mirrors`, `imageRepository`)": "镜像（`mirrors`、`imageRepository`）",
+    "Guard rails": "安全护栏",
+    "How it is built": "实现方式",
+    "Speed": "速度",
+    "Tests": "测试",
+}
+
+
+def _outline(readme: Path) -> list[tuple[int, str, list[tuple[str, object]], list[int]]]:
+    """The README's sections in order: (heading level, title, code blocks, table row counts).
+
+    A code block is compared by what does not get translated: a bash block by its commands
+    (comments and quoted example values dropped), a YAML block by its data (comments are not
+    data), any other block by the first word of each line (the file tree of "How it is built")."""
+    sections: list[tuple[int, str, list[tuple[str, object]], list[int]]] = []
+    fence: str | None = None
+    body: list[str] = []
+    rows = 0
+    for line in readme.read_text(encoding="utf-8").splitlines() + [""]:
+        if fence is not None:
+            if line.startswith("```"):
+                if fence == "bash":  # quoted words are example values, translated ('choose a passphrase')
+                    commands = [re.sub(r"\s+#.*$", "", cmd).rstrip() for cmd in body if not cmd.lstrip().startswith("#")]
+                    shape: object = [re.sub(r"'[^']*'", "'…'", cmd) for cmd in commands]
+                elif fence == "yaml":
+                    shape = list(yaml.safe_load_all("\n".join(body)))
+                else:  # the paths of a file tree (continuation lines are indented prose)
+                    shape = [cmd.split()[0] for cmd in body if cmd.strip() and not cmd[0].isspace()]
+                sections[-1][2].append((fence, shape))
+                fence = None
+            else:
+                body.append(line)
+            continue
+        if line.startswith("|"):
+            rows += 1
+            continue
+        if rows:
+            sections[-1][3].append(rows)
+            rows = 0
+        if match := re.match(r"^```(\w*)", line):
+            fence, body = match.group(1), []
+        elif match := re.match(r"^(#{1,6}) (.+)$", line):
+            sections.append((len(match.group(1)), match.group(2).strip(), [], []))
+    return sections
+
+
+def test_readme_zh_cn_has_every_section_of_the_english_one() -> None:
+    english, chinese = _outline(ROOT / "README.md"), _outline(ROOT / "README.zh-CN.md")
+    expected = [(level, ZH_HEADINGS.get(title, f"<no translation of {title!r} in ZH_HEADINGS>")) for level, title, _, _ in english]
+    actual = [(level, title) for level, title, _, _ in chinese]
+    missing = [item for item in expected if item not in actual]
+    extra = [item for item in actual if item not in expected]
+    assert actual == expected, (
+        f"README.zh-CN.md's sections differ from README.md's: missing {missing}, not in the English one {extra}; "
+        f"order and levels must match too:\n  English: {expected}\n  Chinese: {actual}"
+    )
+
+
+def test_readme_zh_cn_carries_every_example_and_table() -> None:
+    """Per section, the same code blocks (commands, YAML data, file tree) and tables (row counts)."""
+    english, chinese = _outline(ROOT / "README.md"), _outline(ROOT / "README.zh-CN.md")
+    by_title = {title: (blocks, tables) for _, title, blocks, tables in chinese}
+    problems = []
+    for _, title, blocks, tables in english:
+        zh_title = ZH_HEADINGS.get(title, title)
+        zh_blocks, zh_tables = by_title.get(zh_title, ([], []))
+        for block in blocks:
+            if block not in zh_blocks:
+                problems.append(f"{title!r} / {zh_title!r}: the {block[0] or 'plain'} block {str(block[1])[:100]}... is missing or differs")
+        if tables != zh_tables:
+            problems.append(f"{title!r} / {zh_title!r}: tables with {tables} rows in English, {zh_tables} in Chinese")
+        if len(zh_blocks) != len(blocks):
+            problems.append(f"{title!r} / {zh_title!r}: {len(blocks)} code blocks in English, {len(zh_blocks)} in Chinese")
+    assert not problems, "README.zh-CN.md lacks what README.md shows:\n  " + "\n  ".join(problems)

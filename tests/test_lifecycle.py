@@ -206,7 +206,7 @@ def test_existing_hosts_ha_uses_your_load_balancer() -> None:
         },
         "rook": {"enabled": False},
     }
-    plan = run_program(config, stack="dev")
+    plan = run_program(config, stack="dev", secret_keys=["kubeadm-cluster:sshPrivateKey"])
     assert plan.error is None, plan.error
     commands = _commands(plan)
     cluster = _docs(commands["dev-cp-0-init"])[1]
@@ -225,7 +225,7 @@ def test_lowering_control_planes_removes_their_etcd_members_before_their_vms() -
     removed = sorted(before[u].name for u in set(before) - set(after))
     expected = sorted(
         f"dev-cp-{i}{suffix}" for i in (3, 4)
-        for suffix in ("", "-prepare", "-join-token", "-join", "-upgrade", "-membership")
+        for suffix in ("", "-prepare", "-join-token", "-join", "-upgrade", "-membership", "-maintenance")
     ) + ["dev-nodes-dev-cp-3", "dev-nodes-dev-cp-4"]
     assert removed == expected, removed
     commands = _commands(five)

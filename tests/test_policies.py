@@ -388,6 +388,49 @@ def test_firewall_restricted_or_harmless_passes(
     assert not of(violations, FIREWALL_POLICY), listing(violations)
 
 
+#: Source ranges that admit the whole internet only together (issue 13: 0.0.0.0/1 + 128.0.0.0/1
+#: passed the pack), and near misses that leave part of it out.
+WORLD_TOGETHER = [
+    (["0.0.0.0/1", "128.0.0.0/1"], "0.0.0.0/1 + 128.0.0.0/1 (together 0.0.0.0/0)"),
+    (["128.0.0.0/1", "0.0.0.0/2", "64.0.0.0/2"], "(together 0.0.0.0/0)"),
+    (["::/1", "8000::/1"], "(together ::/0)"),
+    (["203.0.113.0/24", "0.0.0.0/1", "128.0.0.0/1"], "(together 0.0.0.0/0)"),
+]
+
+
+@pytest.mark.parametrize(("ranges", "says"), WORLD_TOGETHER, ids=[" + ".join(r) for r, _ in WORLD_TOGETHER])
+def test_firewall_ranges_that_cover_the_internet_together_are_blocked(
+    pack: PolicyPackProcess, ranges: list[str], says: str
+) -> None:
+    violations = pack.analyze(firewall(ranges, [{"protocol": "tcp", "ports": ["22"]}]))
+    assert_blocked(violations, FIREWALL_POLICY, says, "allowAdminFromInternet")
+
+
+@pytest.mark.parametrize("ranges", [["0.0.0.0/1", "128.0.0.0/2"], ["0.0.0.0/1", "192.0.0.0/2", "128.0.0.0/3"]])
+def test_firewall_ranges_that_leave_part_of_the_internet_out_pass(pack: PolicyPackProcess, ranges: list[str]) -> None:
+    violations = pack.analyze(firewall(ranges, [{"protocol": "tcp", "ports": ["22"]}]))
+    assert not of(violations, FIREWALL_POLICY), listing(violations)
+
+
+@pytest.mark.parametrize("configure_stack", [True, False], ids=["ConfigureStack", "PULUMI_CONFIG only"])
+def test_stack_that_allows_admin_from_the_internet_passes_the_firewall_policy(configure_stack: bool) -> None:
+    """The stack's own setting (kubeadm-cluster:allowAdminFromInternet), as the engine hands the
+    pack the stack config: in ConfigureStack and in the PULUMI_CONFIG of the pack's process."""
+    allowed = {"kubeadm-cluster:allowAdminFromInternet": "true"}
+    with PolicyPackProcess(stack_config=allowed) as process:
+        if configure_stack:
+            process.configure_stack()
+        process.configure()
+        for ranges in (["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"]):
+            violations = process.analyze(firewall(ranges, [{"protocol": "tcp", "ports": ["22", "6443"]}]))
+            assert not of(violations, FIREWALL_POLICY), f"{ranges}: {listing(violations)}"
+    with PolicyPackProcess(stack_config={"kubeadm-cluster:allowAdminFromInternet": "false"}) as process:
+        process.configure_stack()
+        process.configure()
+        violations = process.analyze(firewall(["0.0.0.0/0"], [{"protocol": "tcp", "ports": ["22"]}]))
+        assert_blocked(violations, FIREWALL_POLICY, "TCP 22")
+
+
 # --- Dashboard Services ----------------------------------------------------------------
 
 

@@ -40,12 +40,11 @@ def command_chain(plan: Plan) -> list[str]:
 
     @cache
     def longest(urn: str) -> tuple[str, ...]:
-        best: tuple[str, ...] = ()
-        for dep in command_ancestors(urn):
-            chain = longest(dep)
-            if len(chain) > len(best):
-                best = chain
+        # Of equally long chains the first by name: the same answer on every run (set order
+        # follows string hashing, which changes per process).
+        candidates = [longest(dep) for dep in command_ancestors(urn)]
+        best = min(candidates, key=lambda chain: (-len(chain), chain), default=())
         return best + (commands[urn].name,)
 
     chains = [longest(urn) for urn in commands]
-    return list(max(chains, key=len)) if chains else []
+    return list(min(chains, key=lambda chain: (-len(chain), chain))) if chains else []

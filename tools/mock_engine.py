@@ -16,6 +16,7 @@ import logging
 import runpy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -282,14 +283,40 @@ def engine_config(values: Mapping[str, Any]) -> dict[str, str]:
     return result
 
 
+#: The program's clock under the mocks (a fixed instant: runs are reproducible).
+MOCK_NOW = datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc)
+
+
 def run_program(
     config: Mapping[str, Any],
     *,
     stack: str = "dev",
     preview: bool = False,
     secret_keys: list[str] | None = None,
+    now: datetime | None = None,
 ) -> Plan:
-    """Run ``__main__.py`` for a stack whose config is ``config`` (keys with or without namespace)."""
+    """Run ``__main__.py`` for a stack whose config is ``config`` (keys with or without namespace).
+
+    ``now`` is the clock the program reads (the kubeconfig refresh window): :data:`MOCK_NOW` unless
+    given, so two runs compared by a test never straddle a window by accident."""
+    from components.bootstrap import maintenance
+
+    clock = now or MOCK_NOW
+    real_clock = maintenance.utcnow
+    maintenance.utcnow = lambda: clock
+    try:
+        return _run_program(config, stack=stack, preview=preview, secret_keys=secret_keys)
+    finally:
+        maintenance.utcnow = real_clock
+
+
+def _run_program(
+    config: Mapping[str, Any],
+    *,
+    stack: str,
+    preview: bool,
+    secret_keys: list[str] | None,
+) -> Plan:
     mocks = ClusterMocks()
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"kubeadm-cluster.mock.{stack}")

@@ -1,14 +1,14 @@
 """Offline plan check: every committed stack, under the mock engine, through the policy pack.
 
     python -m tools.plan_check                 # every Pulumi.<stack>.yaml
-    python -m tools.plan_check dev             # one stack
-    python -m tools.plan_check --policy-config prod-policy.json dev
+    python -m tools.plan_check dev             # one stack (or its file: Pulumi.dev.yaml)
+    python -m tools.plan_check --policy-config prod-policy.json prod
 
 No cloud credentials and no Pulumi CLI: the real program runs under Pulumi's mocks
 (``tools.mock_engine``), every resource it registers is sent to the CrossGuard pack in
 ``policies/`` over the Analyzer gRPC protocol the engine uses (``tools.policy_client``),
-and a readable plan summary is printed. Exits 1 when a stack's config is invalid or any
-mandatory policy is violated; advisories are printed and do not fail.
+and a readable plan summary is printed, the verdict on its last line. Exits 1 when a stack's
+config is invalid or any mandatory policy is violated; advisories are printed and do not fail.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from tools.policy_client import Violation, analyze_resources
 
 #: Stack config keys that Pulumi keeps encrypted; a committed stack file holds them as ciphertext.
 SECRET_PLACEHOLDER = "<secret>"
+#: An encrypted part of an object (``pulumi config set --secret --path mirrors.x``): every such
+#: field is a mirror URL today; ``kubernetesPackages`` needs its ``{minor}``.
+SECRET_URL_PLACEHOLDER = "https://encrypted.invalid/"
 
 
 def _resources(plan: Plan) -> list[dict[str, Any]]:
@@ -44,15 +47,51 @@ def _resources(plan: Plan) -> list[dict[str, Any]]:
     ]
 
 
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _without_ciphertext(value: Any, field: str = "") -> tuple[Any, bool]:
+    """``value`` with each nested ``{secure: ...}`` replaced by a placeholder URL; and whether it had one."""
+    if _is_secure(value):
+        return SECRET_URL_PLACEHOLDER + ("{minor}/" if field == "kubernetesPackages" else ""), True
+    if isinstance(value, dict):
+        pairs = {key: _without_ciphertext(item, str(key)) for key, item in value.items()}
+        return {key: pair[0] for key, pair in pairs.items()}, any(pair[1] for pair in pairs.values())
+    if isinstance(value, list):
+        items = [_without_ciphertext(item, field) for item in value]
+        return [item[0] for item in items], any(item[1] for item in items)
+    return value, False
+
+
 def _stack_config(path: Path) -> tuple[dict[str, Any], list[str]]:
-    """The stack file's config; encrypted values (``{secure: ...}``) become placeholders."""
+    """The stack file's config; encrypted values (``{secure: ...}``) become placeholders, and
+    their keys are secret keys (as the CLI reports an object holding an encrypted part)."""
     config = config_from_stack_file(path)
     secrets = []
     for key, value in list(config.items()):
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        if _is_secure(value):
             config[key] = SECRET_PLACEHOLDER
-            secrets.append(key if ":" in key else f"kubeadm-cluster:{key}")
+        else:
+            config[key], encrypted = _without_ciphertext(value)
+            if not encrypted:
+                continue
+        secrets.append(key if ":" in key else f"kubeadm-cluster:{key}")
     return config, secrets
+
+
+def stack_argument(argument: str) -> tuple[str, Path]:
+    """A stack named on the command line: ``dev``, or its file ``Pulumi.dev.yaml`` (a path too)."""
+    name = Path(argument).name
+    if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")) and name.count(".") == 2:
+        stack = name.split(".")[1]
+        path = Path(argument) if Path(argument).exists() else stack_file(stack)
+        return stack, path
+    if name.endswith((".yaml", ".yml")) or "/" in argument:
+        raise ValueError(
+            f"{argument!r} is neither a stack name (dev) nor a stack file (Pulumi.dev.yaml)"
+        )
+    return argument, stack_file(argument)
 
 
 def summarize(stack: str, plan: Plan, violations: list[Violation]) -> str:
@@ -91,24 +130,28 @@ def check_stack(stack: str, path: Path, policy_config: dict[str, Any] | None = N
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan_check", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("stacks", nargs="*", help="stack names (default: every committed Pulumi.<stack>.yaml)")
     parser.add_argument("--policy-config", type=Path, help="a policy-pack config JSON file (as --policy-pack-config)")
+    parser.add_argument("stacks", nargs="*", help="stack names or stack files (default: every committed Pulumi.<stack>.yaml)")
     args = parser.parse_args(argv)
     policy_config = json.loads(args.policy_config.read_text()) if args.policy_config else None
-    stacks = [(name, stack_file(name)) for name in args.stacks] if args.stacks else list(iter_stack_files())
+    try:
+        stacks = [stack_argument(name) for name in args.stacks] if args.stacks else list(iter_stack_files())
+    except ValueError as error:
+        parser.error(str(error))
     if not stacks:
-        print("no Pulumi.<stack>.yaml found", file=sys.stderr)
+        print("no Pulumi.<stack>.yaml found\nplan check: FAILED", flush=True)
         return 1
     ok = True
     for name, path in stacks:
         if not path.exists():
-            print(f"== stack {name}: no {path.name} ==", file=sys.stderr)
+            # stdout, like every report: the verdict below stays the last line.
+            print(f"== stack {name}: no {path.name} (a stack file next to Pulumi.yaml) ==", flush=True)
             ok = False
             continue
         passed, report = check_stack(name, path, policy_config)
-        print(report)
+        print(report, flush=True)
         ok = ok and passed
-    print("plan check:", "passed" if ok else "FAILED")
+    print("plan check:", "passed" if ok else "FAILED", flush=True)
     return 0 if ok else 1
 
 

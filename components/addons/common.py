@@ -79,12 +79,15 @@ def chart_release(
     helm.v3.Release (not helm.v4.Chart) because it previews against a cluster whose
     kubeconfig is not known yet (pulumi-kubernetes issue 3027).
     """
+    source: pulumi.Input[str] = config.mirrors.helm_repository(repo)
+    if config.is_secret("mirrors"):  # set with --secret: the mirror URL may hold credentials
+        source = pulumi.Output.secret(source)
     return k8s.helm.v3.Release(
         resource_name,
         name=release,
         chart=chart,
         version=version,
-        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=config.mirrors.helm_repository(repo)),
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=source),
         namespace=namespace,
         create_namespace=create_namespace or None,
         values=values,

@@ -21,6 +21,11 @@ Day two, driven by config changes alone:
   control planes one at a time, then the workers in batches of ``upgrade.workerBatchSize``
   (drained from the first control plane, upgraded, uncordoned).
 
+Every control plane also gets maintenance timers (components/bootstrap/maintenance.py): etcd
+snapshots on the stack's schedule (and one before each of its upgrades, and on the first control
+plane before another one leaves) and certificate renewal; the admin kubeconfig is re-read once
+per refresh window, so the exported one follows the renewed certificate.
+
 The upgrade steps have no create command (they run only when their inputs change), so they
 cost nothing when a cluster is created and the longest chain of a new cluster stays four
 remote steps with one control plane, whatever the number of workers.
@@ -41,6 +46,7 @@ from pulumi_command import remote
 
 from components import hardware, versions
 from components.bootstrap import kubeadm_config
+from components.bootstrap import maintenance as upkeep
 from components.bootstrap.scripts import RUN_BUNDLE, bundle, render_bundle
 from components.config import ClusterConfig
 from components.machines import Endpoints, Machine
@@ -51,6 +57,26 @@ WORKER_TOKEN_TTL = "1h"
 EXPORTED_TOKEN_TTL = "24h"
 #: What an owned server runs when it leaves the stack (it keeps running; the VM of GCP does not).
 RESET_ON_DELETE = "sudo kubeadm reset --force >&2 || true"
+#: The Kubernetes provider's kubeconfig in a preview that skips the Kubernetes diff: a valid
+#: document (the provider's DiffConfig parses it) with no cluster, context or user, so client-go
+#: refuses it before any connection ("no configuration has been provided").
+NO_CLUSTER_KUBECONFIG = 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\ncurrent-context: ""\n'
+#: The stack settings (top-level keys) whose values each node script's inputs carry. A step's
+#: stdin is a secret when one of them was set with ``pulumi config set --secret`` (a mirror URL
+#: with credentials): in the state, in previews and in pulumi-command's messages.
+SCRIPT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "preflight.sh": ("mirrors",),  # the connectivity check reaches the package mirror
+    "prepare-node.sh": ("mirrors", "imageRepository", "kubernetesVersion"),
+    "kubeadm-init.sh": ("controlPlane", "kubernetesVersion", "imageRepository", "network", "kubeadm"),
+    "kubeadm-join.sh": ("controlPlane", "workerPools"),
+    "mint-token.sh": (),
+    "read-kubeconfig.sh": (),
+    "check-version.sh": ("kubernetesVersion",),
+    "upgrade-node.sh": ("kubernetesVersion", "upgrade"),
+    "upgrade-drain.sh": ("kubernetesVersion", "upgrade"),
+    "install-maintenance.sh": ("backup",),
+    "etcd-snapshot.sh": (),
+}
 
 
 class KubeadmClusterArgs(TypedDict):
@@ -61,6 +87,10 @@ class KubeadmClusterArgs(TypedDict):
     endpoints: Endpoints
     #: What must pass before any node is touched (the preview-time version gate).
     gate: NotRequired[pulumi.Resource]
+    #: A preview from outside adminCidrs: the provider gets NO_CLUSTER_KUBECONFIG (config.SKIP_KUBERNETES_DIFF_ENV).
+    skip_kubernetes_diff: NotRequired[bool]
+    #: GCP: ``gs://<bucket>`` of the stack's etcd backup bucket (else backup.uploadUrl, if any).
+    backup_bucket_url: NotRequired[pulumi.Input[str] | None]
 
 
 def node_env(config: ClusterConfig, node_name: str) -> dict[str, str]:
@@ -143,6 +173,8 @@ class KubeadmCluster(pulumi.ComponentResource):
     provider: k8s.Provider
     #: node name -> the command after which that Node object exists in the API.
     node_ready: dict[str, pulumi.Resource]
+    #: Where the etcd backups are (stack output ``etcdBackups``).
+    etcd_backups: pulumi.Output[str]
     #: HA only: the key that encrypts the uploaded control-plane certificates (secret).
     certificate_key: pulumi.Output[str] | None
 
@@ -163,17 +195,27 @@ class KubeadmCluster(pulumi.ComponentResource):
             secret_stdout: bool = False,
             delete: str | None = None,
             on_change_only: bool = False,
+            triggers: list[str] | None = None,
         ) -> remote.Command:
             """One step on ``machine``. ``on_change_only``: nothing runs when the resource is
-            created; the step runs when its inputs change (the upgrade steps)."""
+            created; the step runs when its inputs change (the upgrade steps). A change of
+            ``triggers`` replaces the step: it runs again."""
             extra = [machine.resource] if machine.resource is not None else []
+            scripts = [step] if isinstance(step, str) else step
+            stdin = bundle(step, env)
+            undeclared = [script for script in scripts if script not in SCRIPT_SETTINGS]
+            if undeclared:  # a new script: say which settings reach it, or a secret one leaks
+                raise KeyError(f"{undeclared}: add them to SCRIPT_SETTINGS with the settings their inputs carry")
+            if config.is_secret(*(key for script in scripts for key in SCRIPT_SETTINGS[script])):
+                stdin = pulumi.Output.secret(stdin)
             return remote.Command(
                 resource_name,
                 connection=machine.connection,
                 create=None if on_change_only else RUN_BUNDLE,
                 update=RUN_BUNDLE if on_change_only else None,
                 delete=delete,
-                stdin=bundle(step, env),
+                stdin=stdin,
+                triggers=triggers,
                 logging=remote.Logging.STDERR if secret_stdout else remote.Logging.STDOUT_AND_STDERR,
                 opts=pulumi.ResourceOptions(
                     parent=self,
@@ -182,7 +224,7 @@ class KubeadmCluster(pulumi.ComponentResource):
                 ),
             )
 
-        def leave(resource_name: str, script: str, env: Mapping[str, str], join: pulumi.Resource) -> None:
+        def leave(resource_name: str, script: str | list[str], env: Mapping[str, str], join: pulumi.Resource) -> None:
             """Runs ``script`` on the first control plane when the joined node leaves the stack
             (count lowered, pool removed, destroy): before its machine is deleted, since this
             depends on the join, which depends on the machine. Nothing runs on create."""
@@ -262,9 +304,35 @@ class KubeadmCluster(pulumi.ComponentResource):
             [prepared[first.node.name]],
         )
 
-        # 3. The admin kubeconfig, pointed at the public endpoint (secret, never logged).
+        # 2b. Every control plane's maintenance timers (etcd snapshots, certificate renewal;
+        #     components/bootstrap/maintenance.py), installed after its node prep, in parallel with
+        #     its init or join (off the critical chain): until the node runs etcd and the API server
+        #     their scripts find nothing to do.
+        backup_upload = upkeep.upload_target(config, args.get("backup_bucket_url"))
+        self.etcd_backups = upkeep.backups_description(backup_upload)
+
+        def maintain(machine: Machine, after: pulumi.Resource) -> remote.Command:
+            return run(
+                f"{machine.node.name}-maintenance",
+                machine,
+                "install-maintenance.sh",
+                upkeep.install_env(config, machine.node.name, backup_upload),
+                [after],
+            )
+
+        maintain(first, prepared[first.node.name])
+
+        # 3. The admin kubeconfig, pointed at the public endpoint (secret, never logged). Read
+        #    again in each new refresh window: kubeadm's client certificate in admin.conf lasts a
+        #    year and certs-renew.sh renews it on the node 30 days before that.
         admin_conf = run(
-            f"{first.node.name}-kubeconfig", first, "read-kubeconfig.sh", {}, [init], secret_stdout=True
+            f"{first.node.name}-kubeconfig",
+            first,
+            "read-kubeconfig.sh",
+            {},
+            [init],
+            secret_stdout=True,
+            triggers=[upkeep.kubeconfig_refresh_window()],
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(admin_conf.stdout, endpoints.public).apply(
@@ -297,12 +365,15 @@ class KubeadmCluster(pulumi.ComponentResource):
                 "DRAIN_TIMEOUT": drain_timeout,
             }
 
-        # 5. Control-plane upgrades, one at a time: `kubeadm upgrade apply` on the first ...
+        # 5. Control-plane upgrades, one at a time, each after an etcd snapshot of that control
+        #    plane (settings from its maintenance.env when installed, else the defaults; not a
+        #    dependency: new workers must not wait for control-plane joins): `kubeadm upgrade
+        #    apply` on the first ...
         previous_upgrade = run(
             f"{first.node.name}-upgrade",
             first,
-            "upgrade-node.sh",
-            upgrade_env(first, "first-control-plane"),
+            ["etcd-snapshot.sh", "upgrade-node.sh"],
+            {**upgrade_env(first, "first-control-plane"), **upkeep.snapshot_env(upkeep.PRE_UPGRADE)},
             [init, prepared[first.node.name]],
             on_change_only=True,
         )
@@ -371,18 +442,26 @@ class KubeadmCluster(pulumi.ComponentResource):
                 kubeadm_config.control_plane_taints(config),
             )
             previous_join = join
+            maintain(machine, prepared[node_name])
             previous_upgrade = run(
                 f"{node_name}-upgrade",
                 machine,
-                "upgrade-node.sh",
-                upgrade_env(machine, "control-plane"),
+                ["etcd-snapshot.sh", "upgrade-node.sh"],
+                {**upgrade_env(machine, "control-plane"), **upkeep.snapshot_env(upkeep.PRE_UPGRADE)},
                 [previous_upgrade, prepared[node_name]],
                 on_change_only=True,
             )
+            # A snapshot on the first control plane before a control plane leaves; a failed one
+            # is a warning (a dead cluster must not keep its machines).
             leave(
                 f"{node_name}-membership",
-                "remove-control-plane.sh",
-                {"NODE_NAME": node_name, "FIRST_NODE_NAME": first.node.name, "DRAIN_TIMEOUT": drain_timeout},
+                ["etcd-snapshot.sh", "remove-control-plane.sh"],
+                {
+                    "NODE_NAME": node_name,
+                    "FIRST_NODE_NAME": first.node.name,
+                    "DRAIN_TIMEOUT": drain_timeout,
+                    **upkeep.snapshot_env(f"{upkeep.PRE_REMOVE}-{node_name}", required=False),
+                },
                 join,
             )
 
@@ -452,11 +531,16 @@ class KubeadmCluster(pulumi.ComponentResource):
         # step runs again (its stdout is unknown during that preview, and without an identifier
         # the provider plans a replacement for an unknown kubeconfig: pulumi-kubernetes'
         # DiffConfig; the pinned SDK's Provider docstring states the rule).
+        # A preview that skips the Kubernetes diff gives the provider a kubeconfig naming no
+        # cluster (it is unreachable at once, nothing is dialled) and skipUpdateUnreachable (each
+        # object keeps its recorded inputs): pulumi-kubernetes' Configure and Check.
+        offline = args.get("skip_kubernetes_diff", False)
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
+            kubeconfig=pulumi.Output.secret(NO_CLUSTER_KUBECONFIG) if offline else self.kubeconfig,
             cluster_identifier=init.id,
             delete_unreachable=True,
+            skip_update_unreachable=True if offline else None,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs(

@@ -8,6 +8,7 @@ input keeps the whole bundle secret in the Pulumi state.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -26,11 +27,19 @@ def script(name: str) -> str:
     return (SCRIPTS_DIR / name).read_text(encoding="utf-8")
 
 
+@cache
+def script_marker(name: str) -> str:
+    """The comment line that precedes ``scripts/<name>`` in a bundle: its name and content hash,
+    which ``tools/preview_comment.py`` reads to name the scripts a preview changes."""
+    return f"# kc-script {name} sha256:{hashlib.sha256(script(name).encode()).hexdigest()}"
+
+
 def render_bundle(steps: str | Sequence[str], env: Mapping[str, str]) -> str:
     """The bash program a node runs for ``steps`` (file names in ``scripts/``) with ``env``."""
     names = [steps] if isinstance(steps, str) else list(steps)
     exports = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-    return "\n".join(["set -euo pipefail", *exports, script("lib.sh"), *map(script, names)]) + "\n"
+    texts = [part for name in ["lib.sh", *names] for part in (script_marker(name), script(name))]
+    return "\n".join(["set -euo pipefail", *exports, *texts]) + "\n"
 
 
 def bundle(step: str | Sequence[str], env: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:

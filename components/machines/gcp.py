@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TypedDict
 
@@ -20,9 +21,21 @@ SSH_USER = "kubeadm"
 API_SERVER_PORT = 6443
 #: Roles the nodes' service account gets: write logs and metrics, nothing else.
 NODE_SERVICE_ACCOUNT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
+#: The one role the nodes' service account has on the etcd backup bucket: create objects. It cannot
+#: read, list, overwrite or delete them (Cloud Storage's roles/storage.objectCreator).
+BACKUP_WRITER_ROLE = "roles/storage.objectCreator"
+#: Days a replaced or expired backup's old version is kept in the versioned bucket.
+BACKUP_NONCURRENT_DAYS = 7
 #: Where Google's load-balancer health checks come from (internal and backend-service-based
 #: external passthrough Network Load Balancers).
 HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22")
+
+
+def backup_bucket_name(project: str, prefix: str) -> str:
+    """The etcd backup bucket's name: globally unique through the project ID, at most 56
+    characters (a project ID has 30 at most, the prefix 20), lowercase letters, digits and '-'
+    (a domain-scoped project's ':' and '.' become '-')."""
+    return re.sub(r"[^a-z0-9-]", "-", f"{project}-{prefix}-etcd".lower())
 
 
 def api_endpoint_name(prefix: str) -> str:
@@ -233,6 +246,8 @@ class GcpMachines(pulumi.ComponentResource):
     ssh_public_key: pulumi.Output[str]
     #: Where SSH reaches the first control plane (the jump host of the other nodes).
     ssh_host: pulumi.Output[str]
+    #: ``gs://<bucket>``: where the control planes upload their etcd backups.
+    backup_bucket_url: pulumi.Output[str]
 
     def __init__(self, name: str, args: GcpMachinesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeadm-cluster:index:GcpMachines", name, None, opts)
@@ -259,6 +274,46 @@ class GcpMachines(pulumi.ComponentResource):
                 member=account.email.apply(lambda email: f"serviceAccount:{email}"),
                 opts=child,
             )
+
+        # The etcd backups (etcd-snapshot.sh uploads each one): private (uniform bucket-level access,
+        # public access prevention enforced), versioned, expired after backup.bucketRetentionDays
+        # (an expired backup's version goes BACKUP_NONCURRENT_DAYS later), written only by the nodes'
+        # service account, which can only create objects. Not force-destroyed: `pulumi destroy`
+        # stops at a bucket that still holds backups (delete them yourself to let it go).
+        bucket = gcp.storage.Bucket(
+            f"{name}-etcd-backups",
+            name=backup_bucket_name(settings.project, prefix),
+            project=settings.project,
+            location=settings.region,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        age=config.backup.bucket_retention_days, with_state="LIVE"
+                    ),
+                ),
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        days_since_noncurrent_time=BACKUP_NONCURRENT_DAYS, with_state="ARCHIVED"
+                    ),
+                ),
+            ],
+            force_destroy=False,
+            labels={"kubeadm-cluster": prefix, "purpose": "etcd-backups"},
+            opts=child,
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-etcd-backups-writer",
+            bucket=bucket.name,
+            role=BACKUP_WRITER_ROLE,
+            member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=child,
+        )
+        self.backup_bucket_url = bucket.name.apply(lambda bucket_name: f"gs://{bucket_name}")
 
         nodes = list(args["nodes"])
         first_cp = next(node for node in nodes if node.is_first_control_plane)
@@ -408,5 +463,6 @@ class GcpMachines(pulumi.ComponentResource):
                 "publicEndpoint": self.endpoints.public,
                 "internalEndpoint": self.endpoints.internal,
                 "sshPrivateKey": self.ssh_private_key,
+                "etcdBackups": self.backup_bucket_url,
             }
         )

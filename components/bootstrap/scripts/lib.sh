@@ -49,21 +49,57 @@ KC_APT_SETTLED=0
 KC_HOSTS_MARK='# kubeadm-cluster API endpoint'
 #: Commands run on exit (see kc_on_exit), in order.
 KC_EXIT_HOOKS=()
+#: Set by kc_emit_secret: 1 once the step printed its secret output (nothing may fail after it).
+KC_SECRET_EMITTED=0
 
-# kc_log MESSAGE... : one log line on stderr, prefixed with the step's name.
+# kc_redact TEXT : prints TEXT with the credentials a URL in it may carry hidden: the userinfo
+# between "scheme://" and the host ("user:password@", up to the last "@" before the path) becomes
+# "***@", and a query string ("?..." up to a blank or "#") becomes "?***". Every log line goes
+# through it (kc_log, kc_warn, kc_die, and so kc_retry's messages, which name the command): a
+# mirror URL may hold credentials, and a step's stderr reaches Pulumi's log and its error message.
+kc_redact() {
+  local rest=$1 done=""
+  local userinfo='^(.*[A-Za-z0-9]://)[^/?#[:space:]]*@(.*)$' query='^(.*://[^?#[:space:]]*)[?][^#[:space:]]+(.*)$'
+  # The last URL first (".*" is greedy), then the text before it.
+  while [[ $rest =~ $userinfo ]]; do
+    done="***@${BASH_REMATCH[2]}$done"
+    rest=${BASH_REMATCH[1]}
+  done
+  rest+=$done
+  done=""
+  while [[ $rest =~ $query ]]; do
+    done="?***${BASH_REMATCH[2]}$done"
+    rest=${BASH_REMATCH[1]}
+  done
+  printf '%s\n' "$rest$done"
+}
+
+# kc_log MESSAGE... : one log line on stderr, prefixed with the step's name (credentials redacted).
 kc_log() {
-  printf '[kubeadm-cluster %s] %s\n' "$KC_STEP" "$*" >&2
+  printf '[kubeadm-cluster %s] %s\n' "$KC_STEP" "$(kc_redact "$*")" >&2
 }
 
 # kc_warn MESSAGE... : a warning on stderr (the step goes on).
 kc_warn() {
-  printf '[kubeadm-cluster %s] WARNING: %s\n' "$KC_STEP" "$*" >&2
+  printf '[kubeadm-cluster %s] WARNING: %s\n' "$KC_STEP" "$(kc_redact "$*")" >&2
 }
 
 # kc_die MESSAGE... : an error on stderr, then exit 1 (the whole bundle stops).
 kc_die() {
-  printf '[kubeadm-cluster %s] ERROR: %s\n' "$KC_STEP" "$*" >&2
+  printf '[kubeadm-cluster %s] ERROR: %s\n' "$KC_STEP" "$(kc_redact "$*")" >&2
   exit 1
+}
+
+# kc_emit_secret TEXT : a step's secret output (a token, a kubeconfig), as its very last act:
+# prints TEXT on stdout and ends the bundle with status 0. A failed step's stdout is part of
+# pulumi-command's error message (remote/commandOutputs.go: the command's combined output), which
+# the engine prints and keeps in plain text; so a step whose stdout is secret prints it only once
+# nothing can fail any more: whatever may fail runs before, nothing of the bundle runs after, and
+# the exit hooks that do run then can only warn (kc_run_exit_hooks).
+kc_emit_secret() {
+  KC_SECRET_EMITTED=1
+  printf '%s\n' "$1"
+  exit 0
 }
 
 # kc_on_exit COMMAND : run the shell command COMMAND when the bundle exits, whatever the exit
@@ -76,7 +112,13 @@ kc_on_exit() {
 kc_run_exit_hooks() {
   local hook
   for hook in "${KC_EXIT_HOOKS[@]}"; do
-    eval "$hook" || true
+    if ((KC_SECRET_EMITTED)); then
+      # The secret is out: a hook that fails (even through kc_die's exit) must not fail the step
+      # and put it into an error message. It runs in a subshell, so its exit ends only that.
+      (eval "$hook") || kc_warn "cleanup '$hook' failed after the step's output was printed" || true
+    else
+      eval "$hook" || true
+    fi
   done
 }
 
@@ -206,7 +248,7 @@ kc_apt_get_locked() {
 # kc_download URL DEST : fetch URL into the file DEST (curl's own retries plus kc_retry).
 kc_download() {
   local url=$1 dest=$2
-  kc_log "downloading $url"
+  kc_log "downloading $url" # credentials in the URL are redacted (kc_redact)
   kc_retry "${KC_DOWNLOAD_ATTEMPTS:-4}" curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 20 \
     -o "$dest" "$url" </dev/null >&2
 }

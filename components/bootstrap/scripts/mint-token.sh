@@ -12,7 +12,8 @@
 #         removed when the step ends, whatever its outcome), as `--certificate-key` cannot be
 #         combined with `--config`.
 # Stdout: exactly one line of JSON, {"token":"abcdef.0123456789abcdef","caCertHash":"sha256:<64 hex>"}.
-#         It is a secret: the caller marks stdout secret.
+#         It is a secret: the caller marks stdout secret, and it is printed only as the step's
+#         last act (kc_emit_secret), so a failing run never has it in its output.
 set -euo pipefail
 if ! declare -F kc_log >/dev/null 2>&1; then
   # shellcheck source=lib.sh
@@ -82,8 +83,9 @@ kc_mint_token_main() {
     openssl dgst -sha256 -hex | awk '{ print $NF }') || kc_die "cannot hash the public key of $ca"
   [[ $hash =~ ^[0-9a-f]{64}$ ]] || kc_die "the CA public key hash '$hash' is not 64 hex digits"
 
-  printf '{"token":"%s","caCertHash":"sha256:%s"}\n' "$token" "$hash"
   kc_log "token for $NODE_NAME created"
+  # The secret goes out last: a failure after it would put it into the step's error message.
+  kc_emit_secret "$(printf '{"token":"%s","caCertHash":"sha256:%s"}' "$token" "$hash")"
 }
 
 kc_mint_token_main </dev/null

@@ -14,7 +14,9 @@
 # Inputs:
 #   NODE_NAME
 #   K8S_VERSION             e.g. 1.36.4 (kubelet/kubeadm/kubectl "1.36.4-*", then held)
-#   K8S_APT_REPO            e.g. https://pkgs.k8s.io/core:/stable:/v1.36/deb/ (Release.key inside)
+#   K8S_APT_REPO            e.g. https://pkgs.k8s.io/core:/stable:/v1.36/deb/ (Release.key inside);
+#                           credentials in it (https://user:password@host/...) go to apt's auth
+#                           file, never into the source list (kc_prepare_apt_credentials)
 #   CONTAINERD_VERSION      e.g. 2.3.4
 #   CONTAINERD_RELEASE_URL  base URL: <base>/v<V>/containerd-<V>-linux-<arch>.tar.gz(.sha256sum)
 #   RUNC_VERSION            e.g. 1.4.3
@@ -67,6 +69,8 @@ KC_K8S_PACKAGES=(kubelet kubeadm kubectl)
 #: (bridge, portmap, loopback ...) in /opt/cni/bin that Flannel relies on, and crictl.
 KC_K8S_EXTRA_PACKAGES=(kubernetes-cni cri-tools)
 KC_KEYRING=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
+#: apt's login file for the Kubernetes package repository, when its URL carries credentials.
+KC_APT_AUTH=/etc/apt/auth.conf.d/kubeadm-cluster.conf
 #: Marks the files this script owns in /etc/containerd/certs.d (stale ones are removed).
 KC_MANAGED_MARK='# Written by kubeadm-cluster'
 
@@ -346,14 +350,77 @@ EOF
     kc_die "containerd is not running (see journalctl -u containerd on $NODE_NAME)"
 }
 
-kc_prepare_kubernetes_packages() {
-  local workdir=$1 repo=${K8S_APT_REPO%/}/
-  local keyring=$KC_ROOT$KC_KEYRING sources=$KC_ROOT/etc/apt/sources.list.d/kubernetes.list
-  local entry="deb [signed-by=$KC_KEYRING] $repo /" written=0
+# kc_url_decode TEXT : TEXT with its %XX escapes decoded (the user or password of a URL).
+kc_url_decode() {
+  local rest=$1 decoded="" char
+  # The last escape first (".*" is greedy); what is decoded is never scanned again.
+  while [[ $rest =~ ^(.*)%([0-9A-Fa-f]{2})(.*)$ ]]; do
+    printf -v char '%b' "\\x${BASH_REMATCH[2]}"
+    decoded="$char${BASH_REMATCH[3]}$decoded"
+    rest=${BASH_REMATCH[1]}
+  done
+  printf '%s' "$rest$decoded"
+}
 
-  # The repository's signing key: fetched when missing or when the repository changes.
+# kc_prepare_apt_credentials : K8S_APT_REPO may carry credentials (https://user:password@host/...).
+# apt gets them from ${KC_APT_AUTH}, in the netrc-like format of apt_auth.conf(5):
+# "machine scheme://host[:port]/path login USER password PASSWORD" (with the scheme, as apt takes
+# credentials without one for https only). The file is mode 0600: apt's methods open the auth
+# files as root before dropping privileges (apt 2.7.14 methods/aptmethod.h; the format:
+# apt-pkg/contrib/netrc.cc, which splits tokens at blanks). The source list, readable by everyone,
+# names the repository without them, and so do apt's messages. Without credentials the file is
+# removed (an earlier mirror's). Sets KC_APT_REPO (the URL without userinfo, ending in "/") and
+# KC_WRITE_CHANGED (1 when the auth file was written or removed).
+kc_prepare_apt_credentials() {
+  local repo=${K8S_APT_REPO%/}/ auth=$KC_ROOT$KC_APT_AUTH
+  local url='^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@([^/?#@]*)(.*)$'
+  # shellcheck disable=SC2034 # read by the caller
+  KC_WRITE_CHANGED=0
+  if [[ ! $repo =~ $url ]]; then
+    KC_APT_REPO=$repo
+    if [[ -e $auth ]]; then
+      rm -f -- "$auth"
+      # shellcheck disable=SC2034 # read by the caller
+      KC_WRITE_CHANGED=1
+      kc_log "removed the apt credentials of an earlier package mirror ($KC_APT_AUTH)"
+    fi
+    return 0
+  fi
+  local scheme=${BASH_REMATCH[1]} userinfo=${BASH_REMATCH[2]} host=${BASH_REMATCH[3]} path=${BASH_REMATCH[4]}
+  local user password="" line
+  user=$(kc_url_decode "${userinfo%%:*}")
+  if [[ $userinfo == *:* ]]; then
+    password=$(kc_url_decode "${userinfo#*:}")
+  fi
+  [[ -n $user && $user$password != *[[:space:]]* ]] ||
+    kc_die "K8S_APT_REPO: the user of the repository URL is empty, or its user or password holds a blank," \
+      "which apt's auth file cannot hold (the value is not shown: it is a secret)"
+  KC_APT_REPO=$scheme$host$path
+  line="machine $KC_APT_REPO login $user"
+  if [[ -n $password ]]; then
+    line+=" password $password"
+  fi
+  # A here-document (shell builtins): the password is in no process's arguments.
+  kc_write_file "$auth" 0600 <<EOT
+# Written by kubeadm-cluster: the Kubernetes package mirror's login (apt_auth.conf format).
+$line
+EOT
+}
+
+kc_prepare_kubernetes_packages() {
+  local workdir=$1 repo written=0
+  kc_prepare_apt_credentials
+  repo=$KC_APT_REPO
+  if ((KC_WRITE_CHANGED)); then
+    written=1
+  fi
+  local keyring=$KC_ROOT$KC_KEYRING sources=$KC_ROOT/etc/apt/sources.list.d/kubernetes.list
+  local entry="deb [signed-by=$KC_KEYRING] $repo /"
+
+  # The repository's signing key: fetched when missing or when the repository changes (with the
+  # URL's credentials, if any: curl sends them; the log line shows them redacted).
   if [[ ! -s $keyring ]] || ! grep -qxF -- "$entry" "$sources" 2>/dev/null; then
-    kc_download "${repo}Release.key" "$workdir/Release.key"
+    kc_download "${K8S_APT_REPO%/}/Release.key" "$workdir/Release.key"
     gpg --batch --yes --dearmor -o "$workdir/kubernetes-apt-keyring.gpg" "$workdir/Release.key" >&2
     kc_write_file "$keyring" 0644 <"$workdir/kubernetes-apt-keyring.gpg"
     written=$KC_WRITE_CHANGED
@@ -383,7 +450,7 @@ EOF
     if [[ -n $version && $version != "$K8S_VERSION"-* ]]; then
       kc_warn "node $NODE_NAME is in a cluster at kubeadm $version: node prep is not changing it to" \
         "$K8S_VERSION (version changes are the upgrade step's, upgrade-node.sh; the apt source list" \
-        "already points at ${K8S_APT_REPO%/}/ for it)"
+        "already points at $repo for it)"
       return 0
     fi
   fi
