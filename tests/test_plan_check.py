@@ -40,3 +40,20 @@ def test_an_invalid_stack_file_fails_the_check(tmp_path: Path) -> None:
                    "  kubeadm-cluster:cni: cilium\n")
     passed, report = plan_check.check_stack("bad", bad)
     assert not passed and "kubeadm-cluster:cni" in report, report
+
+
+def test_the_pack_reads_the_stacks_own_config_as_under_the_engine(tmp_path: Path) -> None:
+    """The engine hands the pack the stack's config (ConfigureStack, PULUMI_CONFIG): a stack that
+    explicitly opens admin access to the internet passes the program and so must pass the pack
+    too, while the same firewall without the setting is blocked."""
+    base = ("config:\n  gcp:project: my-gcp-project\n  gcp:region: europe-west1\n  gcp:zone: europe-west1-b\n"
+            "  kubeadm-cluster:adminCidrs: [0.0.0.0/1, 128.0.0.0/1]\n")
+    allowed = tmp_path / "Pulumi.open.yaml"
+    allowed.write_text(base + "  kubeadm-cluster:allowAdminFromInternet: true\n")
+    passed, report = plan_check.check_stack("open", allowed)
+    assert passed, f"the pack did not see allowAdminFromInternet: true from the stack's config:\n{report}"
+    plan = run_program({"gcp:project": "my-gcp-project", "gcp:region": "europe-west1", "gcp:zone": "europe-west1-b",
+                        "adminCidrs": ["0.0.0.0/1", "128.0.0.0/1"], "allowAdminFromInternet": True})
+    assert plan.error is None, plan.error
+    blocked = [v for v in analyze_resources(plan_check._resources(plan)) if v.mandatory]
+    assert blocked, "without the stack's config the same firewall must be blocked (the test would prove nothing)"

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tools.mock_engine import Plan, config_from_stack_file, iter_stack_files, run_program, stack_file
+from tools.mock_engine import Plan, config_from_stack_file, engine_config, iter_stack_files, run_program, stack_file
 from tools.policy_client import Violation, analyze_resources
 
 #: Stack config keys that Pulumi keeps encrypted; a committed stack file holds them as ciphertext.
@@ -124,7 +124,9 @@ def check_stack(stack: str, path: Path, policy_config: dict[str, Any] | None = N
     plan = run_program(config, stack=stack, secret_keys=secret_keys)
     if plan.error is not None:
         return False, f"== stack {stack}: invalid ==\n{plan.error}"
-    violations = analyze_resources(_resources(plan), policy_config, dry_run=True)
+    # The engine hands the pack the stack's config too (secret values stay out of it here).
+    pack_config = {k: v for k, v in engine_config(config).items() if k not in secret_keys}
+    violations = analyze_resources(_resources(plan), policy_config, dry_run=True, stack=stack, stack_config=pack_config)
     return not any(v.mandatory for v in violations), summarize(stack, plan, violations)
 
 

@@ -421,13 +421,16 @@ def analyze_resources(
     *,
     dry_run: bool = True,
     stack: str = "plan",
+    stack_config: Mapping[str, str] | None = None,
 ) -> list[Violation]:
-    """Every diagnostic the policy pack reports on these resources (see the module docstring)."""
+    """Every diagnostic the policy pack reports on these resources (see the module docstring).
+    ``stack_config`` is the stack's config as the engine hands it to the pack (``ns:key`` -> text,
+    in ConfigureStack and PULUMI_CONFIG): the pack reads settings such as allowAdminFromInternet."""
     for resource in resources:
         missing = [k for k in ("type", "name", "urn") if not resource.get(k)]
         if missing:
             raise ValueError(f"resource {resource!r} lacks {missing}")
-    with PolicyPackProcess(stack=stack, dry_run=dry_run) as pack:
+    with PolicyPackProcess(stack=stack, dry_run=dry_run, stack_config=stack_config) as pack:
         pack.configure_stack()
         pack.configure(config)
         violations: list[Violation] = []
