@@ -266,12 +266,13 @@ class GcpMachines(pulumi.ComponentResource):
             project=settings.project,
             opts=child,
         )
+        member = account.email.apply(lambda email: f"serviceAccount:{email}")
         for role in NODE_SERVICE_ACCOUNT_ROLES:
             gcp.projects.IAMMember(
                 f"{name}-nodes-sa-{role.split('.')[-1]}",
                 project=settings.project,
                 role=role,
-                member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+                member=member,
                 opts=child,
             )
 
@@ -310,7 +311,7 @@ class GcpMachines(pulumi.ComponentResource):
             f"{name}-etcd-backups-writer",
             bucket=bucket.name,
             role=BACKUP_WRITER_ROLE,
-            member=account.email.apply(lambda email: f"serviceAccount:{email}"),
+            member=member,
             opts=child,
         )
         self.backup_bucket_url = bucket.name.apply(lambda bucket_name: f"gs://{bucket_name}")
