@@ -217,8 +217,8 @@ def release_sha256(release_text: str, path: str) -> tuple[str, int]:
     raise DebianPackageError(f"the Release file lists no SHA256 for {path}")
 
 
-def _index_paths(cache: Path, arch: str) -> tuple[Path, Path]:
-    folder = cache / "index" / SUITE
+def _index_paths(cache: Path, arch: str, suite: str = SUITE) -> tuple[Path, Path]:
+    folder = cache / "index" / suite
     return folder / "InRelease", folder / f"Packages-{arch}.xz"
 
 
@@ -235,13 +235,13 @@ def _index_is_usable(inrelease: Path, packages: Path, arch: str) -> bool:
     return _sha256(packages) == expected
 
 
-def _refresh_index(cache: Path, arch: str, max_age: float) -> Path:
-    """The verified Packages.xz of ``arch`` (fetched again when older than ``max_age``)."""
-    inrelease, packages = _index_paths(cache, arch)
+def _refresh_index(cache: Path, arch: str, max_age: float, suite: str = SUITE) -> Path:
+    """The verified Packages.xz of ``arch`` in ``suite`` (fetched again when older than ``max_age``)."""
+    inrelease, packages = _index_paths(cache, arch, suite)
     fresh = inrelease.is_file() and packages.is_file() and time.time() - packages.stat().st_mtime < max_age
     if fresh and _index_is_usable(inrelease, packages, arch):
         return packages
-    base = f"{MIRROR}/dists/{SUITE}"
+    base = f"{MIRROR}/dists/{suite}"
     try:
         new_inrelease = inrelease.with_name("InRelease.new")
         _download(f"{base}/InRelease", new_inrelease)
@@ -295,11 +295,11 @@ def _newer(a: str, b: str) -> bool:
     return subprocess.run(["dpkg", "--compare-versions", a, "gt", b]).returncode == 0
 
 
-def lookup(name: str, arch: str = "amd64", *, max_age: float = INDEX_MAX_AGE) -> PackageInfo:
-    """The newest ``name`` for ``arch`` in the (verified) unstable index."""
+def lookup(name: str, arch: str = "amd64", *, max_age: float = INDEX_MAX_AGE, suite: str = SUITE) -> PackageInfo:
+    """The newest ``name`` for ``arch`` in the (verified) index of ``suite`` (default unstable)."""
     cache = cache_dir()
     with _locked(cache):
-        packages = _refresh_index(cache, arch, max_age)
+        packages = _refresh_index(cache, arch, max_age, suite)
     best: PackageInfo | None = None
     for fields in _paragraphs(packages, name):
         info = PackageInfo(
@@ -309,7 +309,7 @@ def lookup(name: str, arch: str = "amd64", *, max_age: float = INDEX_MAX_AGE) ->
         if best is None or _newer(info.version, best.version):
             best = info
     if best is None:
-        raise DebianPackageError(f"Debian {SUITE} has no package {name!r} for {arch} ({COMPONENT})")
+        raise DebianPackageError(f"Debian {suite} has no package {name!r} for {arch} ({COMPONENT})")
     return best
 
 
@@ -332,12 +332,13 @@ def cached_package(name: str, arch: str = "amd64") -> Path | None:
     return best[1] if best else None
 
 
-def fetch_package(name: str, arch: str = "amd64", *, max_age: float = INDEX_MAX_AGE) -> Path:
-    """Download (verified) and unpack the newest ``name`` of Debian unstable; returns its root.
+def fetch_package(name: str, arch: str = "amd64", *, max_age: float = INDEX_MAX_AGE, suite: str = SUITE) -> Path:
+    """Download (verified) and unpack the newest ``name`` of Debian unstable (or ``suite``, e.g.
+    ``bookworm`` for a build against Debian 12's older glibc); returns its root.
 
     A root unpacked earlier for the same version is returned as it is.
     """
-    info = lookup(name, arch, max_age=max_age)
+    info = lookup(name, arch, max_age=max_age, suite=suite)
     cache = cache_dir()
     root = cache / _root_name(info.name, info.version, arch)
     with _locked(cache):

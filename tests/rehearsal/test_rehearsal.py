@@ -2,13 +2,19 @@
 
 A ``provider: existing`` stack points at the VMs: the first is the control plane and the SSH
 bastion (on the host's loopback), the other two are workers behind it; ``mirrors`` point at the
-host's mirror (tools/rehearsal/mirror.py). The program runs under the mock engine, and each
-``remote.Command`` it creates is executed on its VM the way pulumi-command does (``sudo bash -s``
-with the exact registered bundle on stdin, through the jump host) in the engine's order, so
-node prep runs on the three nodes at once, then init, tokens and joins (tools/rehearsal/program.py).
+host's mirror (tools/rehearsal/mirror.py). The control plane and the first worker run Debian 13,
+the second worker Debian 12 (session.DEFAULT_SUITES): both supported systems in one cluster. The
+program runs under the mock engine, and each ``remote.Command`` is executed on its VM the way
+pulumi-command does (``sudo bash -s`` with the exact registered bundle on stdin, through the jump
+host) in the engine's order, so node prep runs on the three nodes at once, then init, tokens and
+joins; a later run with the stack's recorded state runs what pulumi-command would run: updates of
+the commands whose inputs changed, deletes of the ones the program no longer registers
+(tools/rehearsal/program.py).
 
-The tests run in order on the same VMs: create, a second run of every step, reboots, then
-failure scenarios. Stage timings appear in the terminal summary ("rehearsal timings").
+The tests run in order on the same VMs: create (while first-boot apt jobs hold apt's locks on
+the workers), a second run of every step, reboots, failure scenarios, then day two: the upgrade
+to the next patch release and the removal of a worker. Stage timings appear in the terminal
+summary ("rehearsal timings").
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from typing import Any
 import pytest
 
 from components import hardware, versions
+from components.bootstrap import RESET_ON_DELETE
+from tools.rehearsal import firstboot, remote
 from tools.rehearsal import mirror as mirror_module
-from tools.rehearsal.program import COMMAND_TYPE, LiveRun, plan
+from tools.rehearsal.program import COMMAND_TYPE, DELETE, UPDATE, LiveRun, plan
 from tools.rehearsal.session import Rehearsal
 from tools.rehearsal.vms import VM
 
@@ -34,6 +42,12 @@ DONE: dict[str, Any] = {}
 K8S = versions.KUBERNETES_DEFAULT_VERSION
 PACKAGE_VERSION = f"{K8S}-{mirror_module.PACKAGE_REVISION}"
 HELD = ("kubelet", "kubeadm", "kubectl")
+#: The upgrade path's target: the next patch release, which the mirror also serves.
+K8S_NEXT = mirror_module.next_patch(K8S)
+#: os-release's VERSION_ID of each suite the VMs boot.
+VERSION_ID = {"bookworm": "12", "trixie": "13"}
+#: Seconds the mirror holds the first-boot jobs' InRelease (their apt-get update, the lists lock).
+SLOW_SECONDS = 45
 
 #: One script that prints a VM's facts, section by section ("### name" lines).
 FACTS = r"""
@@ -61,12 +75,24 @@ section containerd-config
 section versions
 /usr/local/bin/containerd --version
 /usr/local/sbin/runc --version | head -n 1
+section os
+. /etc/os-release && echo "$ID $VERSION_ID"
 section files
 for f in /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /etc/kubernetes/pki/ca.crt /var/lib/kubelet/config.yaml; do
   if [ -f "$f" ]; then sha256sum "$f"; else echo "missing $f"; fi
 done
 section kubeadm-calls
 cat /var/log/kc-standin/kubeadm.jsonl 2>/dev/null || true
+"""
+
+#: containerd and runc really run a container: a root of the node's own /usr (read-only), where
+#: pid 1 of the new PID namespace is the shell.
+CONTAINER = r"""
+root=$(mktemp -d /run/kc-rootfs.XXXXXX)
+mkdir "$root/usr" && ln -s usr/bin "$root/bin" && ln -s usr/lib "$root/lib" && ln -s usr/lib64 "$root/lib64"
+ctr -n kc-rehearsal run --rm --rootfs --mount type=bind,src=/usr,dst=/usr,options=rbind:ro "$root" kc-check \
+  /bin/sh -c 'echo "container pid1=$(cat /proc/1/comm)"' 2>&1 || echo "container failed: exit $?"
+rm -rf "$root"
 """
 
 #: What must not change when a step runs again: the files the steps write (content and mtime),
@@ -85,7 +111,15 @@ systemctl show -p MainPID -p ActiveEnterTimestamp containerd kubelet
 
 
 def facts(rehearsal: Rehearsal, vm: VM) -> dict[str, str]:
-    result = rehearsal.sh(vm, FACTS)
+    return parse_facts(rehearsal.sh(vm, FACTS))
+
+
+def facts_all(rehearsal: Rehearsal) -> list[dict[str, str]]:
+    """The facts of every VM (gathered at once)."""
+    return [parse_facts(result) for result in rehearsal.sh_all(FACTS)]
+
+
+def parse_facts(result: remote.Result) -> dict[str, str]:
     assert result.ok, result.explain()
     sections: dict[str, str] = {}
     name = ""
@@ -121,11 +155,29 @@ def expected_steps(rehearsal: Rehearsal) -> set[str]:
     return {r.name for r in registered if r.input("create")}
 
 
+def start_first_boot_apt_jobs(rehearsal: Rehearsal) -> None:
+    """A first boot is busy (tools/rehearsal/firstboot.py): Debian's apt-daily.service on the first
+    worker, an apt job of its own on the second, each holding apt's locks (checked in
+    /proc/locks) when node prep starts."""
+    assert rehearsal.server is not None
+    slow = f"{rehearsal.server.base_url()}/slow/{SLOW_SECONDS}/{mirror_module.K8S_REPO_PATH.format(minor='v1.36')}"
+    jobs = ((rehearsal.vms[1], firstboot.apt_daily(slow), [firstboot.LISTS_LOCK]),
+            (rehearsal.vms[2], firstboot.apt_job(slow), [firstboot.LISTS_LOCK, firstboot.FRONTEND_LOCK]))
+    with rehearsal.timed("  of which: starting the first-boot apt jobs"):
+        for vm, script, locks in jobs:
+            started = rehearsal.sh(vm, script)
+            assert started.ok, started.explain()
+            held = rehearsal.sh(vm, firstboot.lock_held(*locks))
+            assert held.ok, f"{vm.name}: the first-boot job does not hold {locks}: {held.explain()}"
+
+
 def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None:
+    start_first_boot_apt_jobs(rehearsal)
     live = rehearsal.run("create: prepare + init + tokens + joins")
     DONE["create-run"] = live
     assert_all_ok(live)
     assert {s.name for s in live.steps} == expected_steps(rehearsal), live.explain()
+    DONE["state"] = live.state
 
     # The engine's order: prep on all nodes at once, init after the first node's prep, each join
     # after its node's prep and its token (minted on the control plane after init).
@@ -139,11 +191,12 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
         assert join.started >= live.step(f"rehearsal-{worker}-join-token").finished >= init.finished
         rehearsal.timings[f"  of which: join {worker}"] = join.seconds
     rehearsal.timings["  of which: prepare (3 nodes at once)"] = max(s.seconds for s in prepares)
+    for step in prepares:
+        rehearsal.timings[f"    prepare {step.name.removeprefix('rehearsal-').removesuffix('-prepare')}"] = step.seconds
     rehearsal.timings["  of which: init"] = init.seconds
 
     ca_hashes = set()
-    for vm in rehearsal.vms:
-        node = facts(rehearsal, vm)
+    for vm, node in zip(rehearsal.vms, facts_all(rehearsal)):
         packages = {line.split()[0]: line.split()[1:] for line in node["packages"].splitlines()}
         for package in HELD:
             # "hi": wanted on hold, installed.
@@ -175,7 +228,11 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
         # The endpoint of an existing stack is the first control plane's address: no hosts line.
         assert "kubeadm-cluster API endpoint" not in node["hosts"], node["hosts"]
         assert f"127.0.1.1 {vm.name}" in node["hosts"]
+        # Debian 12 and 13 alike (the preflight accepted both).
+        assert node["os"].split() == ["debian", VERSION_ID[vm.image.suite]], f"{vm.name}: {node['os']}"
     assert len(ca_hashes) == 1, f"the nodes do not share one cluster CA: {ca_hashes}"
+    for vm, ran in zip(rehearsal.vms, rehearsal.sh_all(CONTAINER)):
+        assert "container pid1=sh" in ran.stdout, f"{vm.name} ({vm.image.suite}): runc ran no container:\n{ran.stdout}"
 
     # Real kubectl (Debian's 1.36) on the control plane sees the three Nodes the kubelets registered.
     nodes = rehearsal.sh(rehearsal.vms[0], "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name")
@@ -186,11 +243,50 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
     DONE["create"] = True
 
 
+def test_first_boot_apt_jobs_held_apts_locks_and_node_prep_waited_for_them(rehearsal: Rehearsal) -> None:
+    require("create")
+    live: LiveRun = DONE["create-run"]
+    daily_vm, job_vm = rehearsal.vms[1], rehearsal.vms[2]
+    try:
+        # Debian's apt-daily.service was updating the lists: kc_apt_settle waited for the unit.
+        daily = live.step("rehearsal-general-0-prepare").result.stderr
+        assert re.search(r"waiting for apt-daily\.service \((activating|active)\) to finish", daily), daily
+        waited = re.search(r"the apt-daily services are done after ([1-9]\d*)s", daily)
+        assert waited, daily
+        rehearsal.timings["    (in create) general-0 waited for apt-daily"] = float(waited.group(1))
+        unit = rehearsal.sh(daily_vm, "systemctl show -p Result -p ExecMainStatus apt-daily.service")
+        assert "Result=success" in unit.stdout and "ExecMainStatus=0" in unit.stdout, unit.stdout
+        # Both jobs' apt-get update read the slow source in full (apt-daily's and the other job's).
+        assert rehearsal.server is not None
+        slow = [(r.path, r.status) for r in rehearsal.server.requests if r.path.startswith("/slow/")]
+        assert [status for path, status in slow if path.endswith("/InRelease")] == [200, 200], slow
+
+        # The other job held the lists lock (apt-get update), then lock-frontend (apt-get install):
+        # node prep's apt-get waited for both and its own install went through afterwards.
+        job = live.step("rehearsal-general-1-prepare").result.stderr
+        assert "another apt or dpkg holds a lock apt-get needs: waiting" in job, job
+        assert re.search(r"Could not get lock /var/lib/apt/lists/lock\. It is held by process \d+ \(apt-get\)", job), job
+        assert re.search(r"Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend\. It is held by "
+                         r"process \d+ \(apt-get\)", job), job
+        unit = rehearsal.sh(job_vm, f"systemctl show -p Result -p ExecMainStatus {firstboot.JOB_UNIT}; "
+                                    f"dpkg-query -W -f='${{db:Status-Abbrev}}\n' {firstboot.JOB_PACKAGE}; "
+                                    f"journalctl -q -o cat -u {firstboot.JOB_UNIT}")
+        assert "Result=success" in unit.stdout and "ExecMainStatus=0" in unit.stdout, unit.stdout
+        assert "ii " in unit.stdout, f"the first-boot job's package was not installed:\n{unit.stdout}"
+        assert "postinst: the node's apt-get install is waiting" in unit.stdout, (
+            f"node prep's apt-get install never waited for lock-frontend:\n{unit.stdout}")
+    finally:
+        for vm in (daily_vm, job_vm):
+            cleaned = rehearsal.sh(vm, firstboot.cleanup())
+            assert cleaned.ok, cleaned.explain()
+
+
 def test_a_second_run_of_every_step_changes_nothing(rehearsal: Rehearsal) -> None:
     require("create")
     before = fingerprints(rehearsal)
     live = rehearsal.run("second run of every step")
     assert_all_ok(live)
+    DONE["state"] = live.state
     after = fingerprints(rehearsal)
     for vm, old, new in zip(rehearsal.vms, before, after):
         changed = sorted(set(old.splitlines()) ^ set(new.splitlines()))
@@ -206,8 +302,7 @@ def test_after_a_reboot_modules_sysctls_containerd_and_the_api_come_back(rehears
     require("create")
     rehearsal.reboot_all()
     deadline = time.monotonic() + 120
-    for vm in rehearsal.vms:
-        node = facts(rehearsal, vm)
+    for vm, node in zip(rehearsal.vms, facts_all(rehearsal)):
         assert {"overlay", "br_netfilter"} <= set(node["modules"].split()), f"{vm.name}: {node['modules']}"
         for key in ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"):
             assert f"{key}=1" in node["sysctl"], f"{vm.name} after reboot: {node['sysctl']}"
@@ -261,3 +356,110 @@ def test_the_mirror_down_for_a_moment_during_prepare_is_retried(rehearsal: Rehea
     assert "retrying" in live.step("rehearsal-general-0-prepare").result.stderr
     units = rehearsal.sh(worker, "systemctl is-active containerd")
     assert units.stdout.strip() == "active", units.explain()
+
+
+#: What the day-two runs change in the stack, besides what they test (a batch of two workers:
+#: both upgrade at once).
+DAY_TWO = {"upgrade": {"workerBatchSize": 2}}
+#: kubelet's main PID and when it (re)started, per node.
+KUBELET = "systemctl show -p MainPID -p ActiveEnterTimestampMonotonic kubelet; kubelet --version"
+
+
+def test_the_upgrade_to_the_next_patch_release_runs_kubeadm_upgrade_on_every_node(rehearsal: Rehearsal) -> None:
+    require("create")
+    cp, workers = "rehearsal-cp-0", ("rehearsal-general-0", "rehearsal-general-1")
+    before = [r.stdout for r in rehearsal.sh_all(KUBELET)]
+    live = rehearsal.run("upgrade to the next patch release", config=rehearsal.config(kubernetesVersion=K8S_NEXT, **DAY_TWO),
+                         state=DONE["state"])
+    assert_all_ok(live)
+    DONE["state"] = live.state
+    DONE["version"] = K8S_NEXT
+    # What pulumi-command runs for a changed kubernetesVersion: the steps whose inputs changed,
+    # each its update command (or its create when it has none); the joins and tokens keep their
+    # recorded outputs (nobody joins again).
+    expected = {f"{cp}-version-check", f"{cp}-init", f"{cp}-upgrade"} | {f"{n}-prepare" for n in (cp, *workers)} | {
+        f"{w}-{s}" for w in workers for s in ("upgrade-drain", "upgrade", "upgrade-uncordon")}
+    assert expected <= live.ran(UPDATE) and live.ran() == live.ran(UPDATE), live.explain()
+    kept = {f"{cp}-kubeconfig", f"{cp}-join-command"} | {f"{w}-{s}" for w in workers for s in ("join", "join-token")}
+    assert kept <= set(live.unchanged), f"ran again: {sorted(kept - set(live.unchanged))}"
+    check = live.step(f"{cp}-version-check")
+    assert all(check.finished <= live.step(f"{n}-prepare").started for n in (cp, *workers)), live.explain()
+    assert live.step(f"{cp}-upgrade").started >= live.step(f"{cp}-init").finished
+    for w in workers:
+        assert live.step(f"{cp}-upgrade").finished <= live.step(f"{w}-upgrade-drain").started
+        assert live.step(f"{w}-upgrade-drain").finished <= live.step(f"{w}-upgrade").started
+        assert live.step(f"{w}-upgrade").finished <= live.step(f"{w}-upgrade-uncordon").started
+    upgrades = [live.step(f"{w}-upgrade") for w in workers]
+    assert max(s.started for s in upgrades) < min(s.finished for s in upgrades), "a batch of 2 did not upgrade at once"
+    rehearsal.timings["  of which: upgrade of the control plane"] = live.step(f"{cp}-upgrade").seconds
+    rehearsal.timings["  of which: upgrade of the workers (batch of 2)"] = max(s.seconds for s in upgrades)
+    assert "planned upgrade: the cluster goes from" in check.result.stderr, check.result.explain()
+    # Node prep ran again (its inputs changed) and left the joined nodes' versions to the upgrade.
+    for n in (cp, *workers):
+        prep = live.step(f"{n}-prepare").result
+        assert f"node prep is not changing it to {K8S_NEXT}" in " ".join(prep.stderr.split()), prep.explain()
+
+    version = f"{K8S_NEXT}-{mirror_module.PACKAGE_REVISION}"
+    for vm, old, node in zip(rehearsal.vms, before, facts_all(rehearsal)):
+        packages = {line.split()[0]: line.split()[1:] for line in node["packages"].splitlines()}
+        for package in HELD:
+            assert packages.get(package) == [version, "hi"], f"{vm.name}: {package}: {packages.get(package)}"
+            assert package in node["holds"].split(), f"{vm.name}: {package} is no longer held: {node['holds']}"
+        now = rehearsal.sh(vm, KUBELET + "; test ! -e /var/lib/kubeadm-cluster/upgrading-to")
+        assert now.ok, f"{vm.name}: the upgrade marker is still there: {now.explain()}"
+        assert f"Kubernetes v{K8S_NEXT}" in now.stdout and "MainPID=0" not in now.stdout, now.stdout
+        assert now.stdout.splitlines()[:2] != old.splitlines()[:2], f"{vm.name}: kubelet was not restarted:\n{now.stdout}"
+        calls = [json.loads(line) for line in node["kubeadm-calls"].splitlines() if line.strip()]
+        events = [c for c in calls if c.get("event", "").startswith("upgrade")]
+        if vm.index == 0:
+            assert [(e["event"], e["target"]) for e in events] == [("upgrade-apply", f"v{K8S_NEXT}")], events
+        else:
+            assert [e["event"] for e in events] == ["upgrade-node"], f"{vm.name}: {events}"
+    # The API: every Node reports the new kubelet, schedulable, without the upgrade annotation;
+    # the cluster's version is the new one.
+    nodes = rehearsal.sh(rehearsal.vms[0], "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json")
+    assert nodes.ok, nodes.explain()
+    for item in json.loads(nodes.stdout)["items"]:
+        name = item["metadata"]["name"]
+        assert item["status"]["nodeInfo"]["kubeletVersion"] == f"v{K8S_NEXT}", f"{name}: {item['status']['nodeInfo']}"
+        assert not item["spec"].get("unschedulable"), f"{name} is still cordoned"
+        assert "kubeadm-cluster.io/upgrading-to" not in (item["metadata"].get("annotations") or {}), name
+    cluster = rehearsal.sh(rehearsal.vms[0], "kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get "
+                                             "configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}'")
+    assert re.search(rf"kubernetesVersion: v?{re.escape(K8S_NEXT)}\b", cluster.stdout), cluster.explain()
+    DONE["upgrade"] = True
+
+
+def test_removing_a_worker_drains_deletes_and_resets_it_and_leaves_the_others_alone(rehearsal: Rehearsal) -> None:
+    require("create")
+    gone, gone_vm, stay = "rehearsal-general-1", rehearsal.vms[2], rehearsal.vms[:2]
+    config = rehearsal.config(kubernetesVersion=DONE.get("version", K8S), **DAY_TWO)
+    config["existingHosts"]["workers"] = config["existingHosts"]["workers"][:-1]
+    before = fingerprints(rehearsal)[:2]
+    live = rehearsal.run("remove a worker", config=config, state=DONE["state"])
+    assert_all_ok(live)
+    # pulumi-command runs the delete commands of the node's resources, dependents first: the
+    # membership step (remove-node.sh on the first control plane), then its join's reset.
+    assert [(s.name, s.op) for s in live.steps] == [(f"{gone}-membership", DELETE), (f"{gone}-join", DELETE)], live.explain()
+    membership, join = live.steps
+    assert membership.finished <= join.started
+    assert membership.target.startswith(f"kubeadm@{rehearsal.vms[0].private_ip}:"), membership.target
+    assert f"draining {gone}" in membership.result.stderr and f"node {gone} removed from the cluster" in membership.result.stderr, (
+        membership.result.explain())
+    # kubectl talked to the API stand-in cleanly (no stray answer on a kept-alive connection).
+    assert "Unsolicited response" not in membership.result.stderr, membership.result.explain()
+    assert join.command == RESET_ON_DELETE and gone_vm.private_ip in join.target, join.target
+    assert not [name for name in live.state if name.startswith(gone)], sorted(live.state)
+
+    nodes = rehearsal.sh(rehearsal.vms[0], "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name")
+    assert nodes.ok, nodes.explain()
+    assert sorted(nodes.stdout.split()) == ["node/rehearsal-cp-0", "node/rehearsal-general-0"], nodes.stdout
+    node = facts(rehearsal, gone_vm)
+    calls = [json.loads(line) for line in node["kubeadm-calls"].splitlines() if line.strip()]
+    assert [c.get("event") for c in calls if c.get("event")][-1:] == ["reset"], calls[-3:]
+    for path in ("/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.crt", "/var/lib/kubelet/config.yaml"):
+        assert f"missing {path}" in node["files"], f"{gone}: {path} is still there after the reset:\n{node['files']}"
+    assert node["units"].startswith("containerd active") and "kubelet inactive" in node["units"], node["units"]
+    after = fingerprints(rehearsal)[:2]
+    for vm, old, new in zip(stay, before, after):
+        assert old == new, f"{vm.name} changed when another node left:\n" + "\n".join(sorted(set(old.splitlines()) ^ set(new.splitlines())))

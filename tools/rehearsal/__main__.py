@@ -3,6 +3,7 @@
     venv/bin/python -m tools.rehearsal image [--suite trixie]     # build (or show) the base image
     venv/bin/python -m tools.rehearsal mirror                     # build (or show) the mirror tree
     venv/bin/python -m tools.rehearsal up [--count 3] [--hold]    # boot, run the program's create
+    venv/bin/python -m tools.rehearsal up --suites trixie,bookworm,bookworm   # Debian release per VM
     venv/bin/python -m tools.rehearsal up --scripts-from-git REV  # ... with the scripts of REV
 
 ``--hold`` keeps the VMs and the mirror up after the run and prints how to reach them, until
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from tools.rehearsal import image, mirror, program
-from tools.rehearsal.session import Rehearsal, missing_requirements
+from tools.rehearsal.session import DEFAULT_SUITES, Rehearsal, default_suites, missing_requirements
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("mirror", help="build (or reuse) the mirror tree")
     up = sub.add_parser("up", help="boot VMs and run the program's create steps on them")
     up.add_argument("--count", type=int, default=3)
-    up.add_argument("--suite", default="trixie", choices=image.SUITES)
+    up.add_argument("--suites", help="the Debian release of each VM, comma-separated (default: "
+                    f"{','.join(DEFAULT_SUITES)}; one name: every VM)")
     up.add_argument("--scripts-from-git", metavar="REV", help="bundle the node scripts of this git revision")
     up.add_argument("--hold", action="store_true", help="keep the VMs up after the run, until Ctrl-C")
     args = parser.parse_args(argv)
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print("missing: " + "; ".join(missing), file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp, Rehearsal(count=args.count, suite=args.suite, keep=args.hold) as run:
+    names = [s.strip() for s in (args.suites or "").split(",") if s.strip()]
+    suites = tuple(names * args.count if len(names) == 1 else names) or default_suites(args.count)
+    with tempfile.TemporaryDirectory() as tmp, Rehearsal(count=args.count, suites=suites, keep=args.hold) as run:
         scripts = program.scripts_at_revision(args.scripts_from_git, Path(tmp)) if args.scripts_from_git else None
         with run.timed("create"):
             live = program.run_live(run.config(), scripts_dir=scripts)

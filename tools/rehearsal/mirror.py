@@ -10,13 +10,21 @@ The VMs reach the host's 127.0.0.1 as 10.0.2.2 (QEMU's user-mode network); the s
 * ``containerd/v<V>/containerd-<V>-linux-amd64.tar.gz`` and its ``.sha256sum``;
 * ``runc/v<V>/runc.amd64`` and ``runc.sha256sum``.
 
-Real binaries where a registry has them, from Debian's unstable suite (tools.debian_packages):
-containerd, containerd-shim-runc-v2 and ctr (containerd), runc, kubectl, the CNI plugins
-(containernetworking-plugins). Debian's builds print Debian's version (``2.1.9+unknown``,
-``1.3.6+ds1``): released here under the pinned version, a small wrapper answers ``--version``
-with the release's version and runs the real binary for everything else (for runc, the binary
-travels inside the single ``runc.amd64`` file and is unpacked on first use). kubelet, kubeadm
-and crictl are stand-ins (``standins/standin.py``): no registry here has them.
+Real binaries where a registry has them, from Debian (tools.debian_packages): containerd,
+containerd-shim-runc-v2 and ctr (containerd), kubectl, the CNI plugins
+(containernetworking-plugins) from the unstable suite, runc from Debian 12 (``RUNC_SUITE``:
+unstable's runc needs glibc 2.38 (``__isoc23_strtol``) and Debian 12 has 2.36; upstream's runc
+is a static binary that runs on every supported system, and Debian 12's build, the oldest glibc
+of them, does too). Debian's builds print Debian's version (``2.1.9+unknown``, ``1.1.5+ds1``):
+released here under the pinned version, a small wrapper answers ``--version`` with the release's
+version and runs the real binary for everything else (for runc, the binary travels inside the
+single ``runc.amd64`` file and is unpacked on first use). kubelet, kubeadm and crictl are
+stand-ins (``standins/standin.py``): no registry here has them.
+
+``/slow/<seconds>/<path>`` serves ``<path>`` with its ``InRelease`` trickling in over that many
+seconds (a piece every ``SLOW_PIECE_SECONDS``: apt's timeouts never fire, apt just waits for the
+slow mirror), which keeps an ``apt-get update`` (and apt's lock of the package lists) busy for
+as long, for the first-boot contention scenario.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -48,6 +57,8 @@ PACKAGE_REVISION = "1.1"
 #: Where the apt repository of one minor lives under the mirror's root ({minor}: v1.36).
 K8S_REPO_PATH = "kubernetes/core:/stable:/{minor}/deb/"
 SIGNER = "kubeadm-cluster rehearsal mirror <rehearsal@example.invalid>"
+#: A slow InRelease (``/slow/<seconds>/``) sends a piece of itself this often (seconds).
+SLOW_PIECE_SECONDS = 2
 
 
 def _sha256(path: Path) -> str:
@@ -317,6 +328,8 @@ class MirrorContent:
 
 
 DEBIAN_PACKAGES = ("containerd", "runc", "kubectl", "containernetworking-plugins")
+#: The Debian suite each package comes from when not unstable (see the module's docstring).
+PACKAGE_SUITES = {"runc": "bookworm"}
 
 
 def build_mirror(
@@ -327,7 +340,8 @@ def build_mirror(
     """The mirror tree for the pinned versions (default: the pinned Kubernetes and its next patch)."""
     if kubernetes_versions is None:
         kubernetes_versions = (versions.KUBERNETES_DEFAULT_VERSION, next_patch(versions.KUBERNETES_DEFAULT_VERSION))
-    roots = {name: debian_packages.fetch_package(name) for name in DEBIAN_PACKAGES}
+    roots = {name: debian_packages.fetch_package(name, suite=PACKAGE_SUITES.get(name, debian_packages.SUITE))
+             for name in DEBIAN_PACKAGES}
     debian_versions = {name: root.name.split("_")[1] for name, root in roots.items()}
     key = hashlib.sha256(json.dumps([
         list(kubernetes_versions), containerd_version, runc_version, debian_versions, STANDIN.read_text(),
@@ -384,10 +398,31 @@ class MirrorServer:
                 if time.time() < mirror.down_until and (not mirror.down_paths or self.path.startswith(mirror.down_paths)):
                     self.send_error(503, "mirror down (rehearsal outage)")
                     return None
+                slow = re.match(r"^/slow/(\d+)(/.*)$", self.path)
+                if slow:
+                    self.requested, self.path = self.path, slow.group(2)
+                    if self.path.endswith("/InRelease"):
+                        self.slow_seconds = int(slow.group(1))
                 return super().send_head()
 
+            def copyfile(self, source: Any, outputfile: Any) -> None:
+                seconds = getattr(self, "slow_seconds", 0)
+                if not seconds:
+                    super().copyfile(source, outputfile)
+                    return
+                # A slow mirror: the body trickles in over ``seconds`` (a piece every
+                # SLOW_PIECE_SECONDS: apt's read timeout never fires, the transfer just lasts).
+                data = source.read()
+                pieces = max(1, int(seconds // SLOW_PIECE_SECONDS))
+                size = -(-len(data) // pieces)
+                for start in range(0, len(data), size):
+                    time.sleep(SLOW_PIECE_SECONDS)
+                    outputfile.write(data[start:start + size])
+                    outputfile.flush()
+
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-                mirror.requests.append(Request(time.time(), self.client_address[0], self.command, self.path,
+                path = getattr(self, "requested", self.path)  # a slow request: as it was asked for
+                mirror.requests.append(Request(time.time(), self.client_address[0], self.command, path,
                                                int(code) if str(code).isdigit() else 0))
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

@@ -1,18 +1,33 @@
 """The real program, for a ``provider: existing`` stack pointed at the rehearsal VMs.
 
 ``run_live`` runs ``__main__.py`` under the mock engine of tools.mock_engine with one change: a
-``pulumi-command`` ``remote.Command`` that has a ``create`` command is *executed* on its VM when
-the program registers it (``remote.run``: ``sudo bash -s`` with its ``stdin`` bundle, through
-its ``connection``, jump host included), and its real stdout becomes the resource's output. So
-the engine's own rules decide what runs when, as in ``pulumi up``:
+``pulumi-command`` ``remote.Command`` is *executed* on its VM the way pulumi-command's provider
+does it (``remote.run``: ``sudo bash -s`` with its ``stdin`` bundle, through its
+``connection``, jump host included), and its real stdout becomes the resource's output. So the
+engine's own rules decide what runs when, as in ``pulumi up``:
 
 * a step starts only once every resource it depends on is registered, i.e. has run;
 * independent steps run at the same time (the SDK registers resources from a thread pool): node
   prep on every node in parallel, the workers' tokens and joins in parallel;
 * a step's inputs may come from an earlier step's real output (a join's configuration carries
   the token minted on the control plane), as in a real ``up``;
-* a failed step fails its dependents, which never run;
-* steps without a ``create`` (upgrades, node removal) do not run on create.
+* a failed step fails its dependents, which never run.
+
+What runs for a resource is what pulumi-command v1.2.1 runs (provider/pkg/provider/remote/
+commandController.go, common/inputs.go), given the stack's state from an earlier run
+(``LiveRun.state``; none: every resource is new):
+
+* a new resource: its ``create`` (nothing when it has none: the upgrade steps);
+* a resource whose inputs are unchanged: nothing; its outputs are the recorded ones;
+* changed inputs: its ``update``, or its ``create`` when it has no ``update`` (``Update``);
+* changed ``triggers`` (``replaceOnChanges``): a replacement: the new one's ``create`` now, the
+  old one's ``delete`` with the deletions below;
+* a recorded resource the program no longer registers: its recorded ``delete`` (with its
+  recorded ``stdin`` and ``connection``), after the program has finished, in the engine's
+  order: pulumi's ``ScheduleDeletes`` (pkg/resource/deploy/step_generator.go) peels the
+  condemned resources into antichains (those with no condemned dependency first), reverses the
+  list, and runs one antichain after the other, each in parallel; a failed delete keeps what it
+  depends on. Nothing is deleted when the program or a step failed.
 
 ``plan`` runs the program under the plain mocks (nothing executes) to read what it registers.
 """
@@ -73,9 +88,74 @@ def stack_config(
     return config
 
 
+#: What pulumi-command does with a resource in a run (see the module's docstring).
+CREATE, UPDATE, REPLACE, SAME, DELETE = "create", "update", "replace", "same", "delete"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A remote command as the stack's state keeps it after a run: what the provider's Diff,
+    Update and Delete read the next time (inputs, outputs, the URNs it depends on)."""
+
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    dependencies: tuple[str, ...]
+
+
+#: The stack's state of remote commands, by resource name.
+State = dict[str, Recorded]
+
+
+def _present(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Inputs as the provider compares them: an unset (None) input is an absent one."""
+    return {key: value for key, value in inputs.items() if value is not None}
+
+
+def operation(old: Recorded | None, inputs: Mapping[str, Any]) -> str:
+    """What the engine and pulumi-command do with a registered command given its recorded
+    state: ``create`` (new), ``same`` (inputs unchanged), ``replace`` (``triggers`` changed:
+    replaceOnChanges) or ``update`` (any other input changed)."""
+    if old is None:
+        return CREATE
+    before, after = _present(old.inputs), _present(inputs)
+    if before.get("triggers") != after.get("triggers"):
+        return REPLACE
+    return SAME if before == after else UPDATE
+
+
+def command_for(op: str, inputs: Mapping[str, Any]) -> str | None:
+    """The command pulumi-command runs for ``op`` (None: nothing runs)."""
+    if op in (CREATE, REPLACE):
+        return inputs.get("create") or None
+    if op == UPDATE:
+        return inputs.get("update") or inputs.get("create") or None
+    if op == DELETE:
+        return inputs.get("delete") or None
+    return None
+
+
+def delete_schedule(condemned: Mapping[str, Recorded]) -> list[list[str]]:
+    """pulumi's ScheduleDeletes: antichains of the condemned resources, each deletable in
+    parallel, in the order they run (what depends on a resource goes in an earlier one)."""
+    by_urn = {recorded.urn: name for name, recorded in condemned.items()}
+    left = set(condemned)
+    chains: list[list[str]] = []
+    while left:
+        chain = sorted(name for name in left
+                       if not {by_urn.get(urn) for urn in condemned[name].dependencies} & left)
+        if not chain:
+            raise RuntimeError(f"a dependency cycle among the condemned resources: {sorted(left)}")
+        left -= set(chain)
+        chains.append(chain)
+    chains.reverse()
+    return chains
+
+
 @dataclass
 class Step:
-    """One remote step the program ran."""
+    """One remote step the program ran (``op``: create, update, replace or delete)."""
 
     name: str
     target: str
@@ -84,6 +164,7 @@ class Step:
     result: remote.Result
     started: float
     finished: float
+    op: str = CREATE
 
     @property
     def seconds(self) -> float:
@@ -92,27 +173,35 @@ class Step:
 
 @dataclass
 class LiveRun:
-    """What a live run did: every step in start order, the program's plan and error."""
+    """What a live run did: every step in start order, the commands left alone (inputs
+    unchanged), the stack's state after it, the program's plan and error."""
 
     steps: list[Step] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    state: State = field(default_factory=dict)
     plan: Plan | None = None
     error: str | None = None
     started: float = 0.0
     finished: float = 0.0
 
-    def step(self, name: str) -> Step:
-        matches = [s for s in self.steps if s.name == name]
+    def step(self, name: str, op: str | None = None) -> Step:
+        matches = [s for s in self.steps if s.name == name and (op is None or s.op == op)]
         if len(matches) != 1:
-            raise KeyError(f"expected one step {name!r}, got {len(matches)}; steps: {[s.name for s in self.steps]}")
+            raise KeyError(f"expected one step {name!r}{f' ({op})' if op else ''}, got {len(matches)}; "
+                           f"steps: {[(s.name, s.op) for s in self.steps]}")
         return matches[0]
+
+    def ran(self, op: str | None = None) -> set[str]:
+        """The names of the steps that ran (``op``: of that kind only)."""
+        return {s.name for s in self.steps if op is None or s.op == op}
 
     def failed(self) -> list[Step]:
         return [s for s in self.steps if not s.result.ok]
 
     def explain(self) -> str:
         """Every step with its time and status, then the failures' stderr tails."""
-        lines = [f"{s.name:40} {s.seconds:7.1f}s exit {s.result.returncode}  {s.target}" for s in self.steps]
-        lines += [f"\n--- {s.name} failed ---\n{s.result.explain()}" for s in self.failed()]
+        lines = [f"{s.name:40} {s.op:8} {s.seconds:7.1f}s exit {s.result.returncode}  {s.target}" for s in self.steps]
+        lines += [f"\n--- {s.name} ({s.op}) failed ---\n{s.result.explain()}" for s in self.failed()]
         if self.error:
             lines.append(f"\nprogram error: {self.error}")
         return "\n".join(lines)
@@ -122,38 +211,91 @@ class StepFailed(RuntimeError):
     """A remote step exited non-zero (what pulumi-command reports; its dependents do not run)."""
 
 
-Executor = Callable[[str, Mapping[str, Any]], remote.Result]
+#: Runs ``command`` for the resource ``name`` with its inputs (``connection``, ``stdin``).
+Executor = Callable[[str, str, Mapping[str, Any]], remote.Result]
 
 
 class LiveMocks(ClusterMocks):
-    """ClusterMocks whose remote commands really run (on create), recording each step."""
+    """ClusterMocks whose remote commands really run, as pulumi-command runs them given the
+    recorded ``state`` (None: a new stack), recording each step."""
 
-    def __init__(self, live: LiveRun, execute: Executor, only: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, live: LiveRun, execute: Executor, only: Callable[[str], bool] | None = None,
+                 state: State | None = None) -> None:
         super().__init__()
         self.live = live
         self.execute = execute
         self.only = only
+        self.state = state or {}
+        #: Recorded resources replaced in this run: their delete runs with the deletions.
+        self.replaced: State = {}
         self.lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        if args.typ != COMMAND_TYPE or not args.inputs.get("create") or (self.only and not self.only(args.name)):
+        if args.typ != COMMAND_TYPE or (self.only and not self.only(args.name)):
             return super().new_resource(args)
-        started = time.monotonic()
-        result = self.execute(args.name, args.inputs)
-        step = Step(args.name, result.target, str(args.inputs["create"]), str(args.inputs.get("stdin") or ""),
-                    result, started, time.monotonic())
-        with self.lock:
-            self.live.steps.append(step)
-        if not result.ok:
-            raise StepFailed(f"{args.name}: {result.explain(20)}")
+        old = self.state.get(args.name)
+        op = operation(old, args.inputs)
+        if op == SAME and old is not None:
+            with self.lock:
+                self.live.unchanged.append(args.name)
+            return f"{args.name}-id", dict(old.outputs)
+        if op == REPLACE and old is not None:
+            with self.lock:
+                self.replaced[args.name] = old
         state = dict(args.inputs)
+        command = command_for(op, args.inputs)
+        if command is None:
+            # pulumi-command records the resource (with the previous outputs on an update).
+            previous = old.outputs if old is not None and op == UPDATE else {}
+            state["stdout"], state["stderr"] = previous.get("stdout", ""), previous.get("stderr", "")
+            return f"{args.name}-id", state
+        result = self.run(args.name, op, command, args.inputs)
+        if not result.ok:
+            raise StepFailed(f"{args.name} ({op}): {result.explain(20)}")
         state["stdout"], state["stderr"] = result.stdout, result.stderr
         return f"{args.name}-id", state
 
+    def run(self, name: str, op: str, command: str, inputs: Mapping[str, Any]) -> remote.Result:
+        started = time.monotonic()
+        result = self.execute(name, command, inputs)
+        step = Step(name, result.target, command, str(inputs.get("stdin") or ""), result, started,
+                    time.monotonic(), op)
+        with self.lock:
+            self.live.steps.append(step)
+        return step.result
 
-def execute_over_ssh(name: str, inputs: Mapping[str, Any]) -> remote.Result:
-    """What pulumi-command does with a resource's inputs on create."""
-    return remote.run(inputs["connection"], str(inputs["create"]), str(inputs.get("stdin") or ""))
+    def delete(self, condemned: State, workers: int) -> set[str]:
+        """The recorded deletes of ``condemned`` in the engine's order; returns the names of
+        the resources deleted (a failed delete keeps itself and what it depends on)."""
+        kept: set[str] = set()
+        deleted: set[str] = set()
+        by_urn = {recorded.urn: name for name, recorded in condemned.items()}
+
+        def keep(name: str) -> None:
+            todo = [name]
+            while todo:
+                current = todo.pop()
+                if current not in kept:
+                    kept.add(current)
+                    todo += [by_urn[urn] for urn in condemned[current].dependencies if urn in by_urn]
+
+        def one(name: str) -> None:
+            command = command_for(DELETE, condemned[name].inputs)
+            if command is not None and not self.run(name, DELETE, command, condemned[name].inputs).ok:
+                keep(name)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="delete") as pool:
+            for chain in delete_schedule(condemned):
+                todo = [name for name in chain if name not in kept]
+                list(pool.map(one, todo))
+                deleted |= {name for name in todo if name not in kept}
+        return deleted
+
+
+def execute_over_ssh(name: str, command: str, inputs: Mapping[str, Any]) -> remote.Result:
+    """What pulumi-command does with a command of a resource: over its ``connection``, with
+    its ``stdin``."""
+    return remote.run(inputs["connection"], command, str(inputs.get("stdin") or ""))
 
 
 @contextmanager
@@ -193,10 +335,13 @@ def run_live(
     secret_keys: tuple[str, ...] = ("kubeadm-cluster:sshPrivateKey",),
     workers: int = 32,
     scripts_dir: Path | None = None,
+    state: State | None = None,
 ) -> LiveRun:
-    """Run the program for ``config``, executing every remote step it creates (``only``: those
-    whose resource name passes; the others answer as under plain mocks). ``scripts_dir``: the
-    node scripts to bundle instead of the checkout's (see ``scripts_from``)."""
+    """Run the program for ``config``, executing its remote commands as pulumi-command does
+    given the stack's recorded ``state`` (None: a new stack, every command is created; see the
+    module's docstring). ``only``: only the commands whose resource name passes run (the
+    others answer as under plain mocks). ``scripts_dir``: the node scripts to bundle instead
+    of the checkout's (see ``scripts_from``)."""
     # Each run in a thread of its own: the SDK keeps its state in context variables and the
     # event loop of the thread, and a failed step leaves tasks and errors behind in them that
     # must not leak into the next run.
@@ -205,7 +350,7 @@ def run_live(
 
     def target() -> None:
         try:
-            results.append(_run_live(config, execute, only, secret_keys, workers))
+            results.append(_run_live(config, execute, only, secret_keys, workers, state))
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 
@@ -224,9 +369,10 @@ def _run_live(
     only: Callable[[str], bool] | None,
     secret_keys: tuple[str, ...],
     workers: int,
+    state: State | None,
 ) -> LiveRun:
     live = LiveRun(started=time.monotonic())
-    mocks = LiveMocks(live, execute, only)
+    mocks = LiveMocks(live, execute, only, state)
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"kubeadm-cluster.rehearsal.{STACK}")
     logger.handlers = [logging.NullHandler()]
@@ -262,10 +408,25 @@ def _run_live(
         _forget_outputs()
         loop.close()
         asyncio.set_event_loop(None)
-    live.finished = time.monotonic()
     live.plan = Plan(resources=list(monitor.registered), outputs={}, secret_outputs=set(), warnings=[], error=live.error)
     if live.failed() and live.error is None:
         live.error = f"{len(live.failed())} step(s) failed"
+    # The state after the run: what was registered now, over what was recorded (a failed step
+    # or one that never started keeps its record, as the engine keeps it).
+    registered = {
+        r.name: Recorded(r.name, r.urn, dict(r.inputs), dict(r.outputs),
+                         tuple(r.dependencies) + tuple(u for urns in r.property_dependencies.values() for u in urns))
+        for r in monitor.registered if r.type == COMMAND_TYPE
+    }
+    live.state = {**(state or {}), **registered}
+    if live.error is None and state is not None and only is None:
+        condemned = {name: recorded for name, recorded in state.items() if name not in registered}
+        condemned.update({f"{name} (replaced)": old for name, old in mocks.replaced.items()})
+        deleted = mocks.delete(condemned, workers)
+        live.state = {name: recorded for name, recorded in live.state.items() if name not in deleted}
+        if live.failed():
+            live.error = f"{len(live.failed())} delete(s) failed"
+    live.finished = time.monotonic()
     return live
 
 

@@ -48,17 +48,34 @@ def missing_requirements() -> list[str]:
     return missing
 
 
+#: The Debian release of each VM by default: the control plane and the first worker on Debian 13,
+#: the second worker on Debian 12 (both supported for ``provider: existing``; one mixed cluster
+#: proves both in one run). ``KC_REHEARSAL_SUITES=trixie,trixie,trixie`` changes it.
+DEFAULT_SUITES = ("trixie", "trixie", "bookworm")
+
+
+def default_suites(count: int) -> tuple[str, ...]:
+    """``KC_REHEARSAL_SUITES`` (comma-separated, one per VM; a single one for every VM) or
+    DEFAULT_SUITES, cut or padded with Debian 13 to ``count`` VMs."""
+    configured = [s.strip() for s in os.environ.get("KC_REHEARSAL_SUITES", "").split(",") if s.strip()]
+    if len(configured) == 1:
+        return tuple(configured * count)
+    suites = list(configured or DEFAULT_SUITES)[:count]
+    return tuple(suites + ["trixie"] * (count - len(suites)))
+
+
 @dataclass
 class Rehearsal:
-    """Image + mirror + VMs. ``timings`` collects the seconds of each stage."""
+    """Images + mirror + VMs. ``timings`` collects the seconds of each stage."""
 
     count: int = 3
-    suite: str = os.environ.get("KC_REHEARSAL_SUITE", "trixie")
+    #: The Debian release of each VM (empty: ``default_suites``).
+    suites: tuple[str, ...] = ()
     memory_mb: int = 4096
     vcpus: int = 2
     keep: bool = False
     timings: dict[str, float] = field(default_factory=dict)
-    base: image.BaseImage | None = None
+    images: dict[str, image.BaseImage] = field(default_factory=dict)
     content: mirror.MirrorContent | None = None
     server: mirror.MirrorServer | None = None
     group: vms.VMGroup | None = None
@@ -72,17 +89,40 @@ class Rehearsal:
             self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 1)
 
     # --- set-up ----------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.suites = tuple(self.suites) or default_suites(self.count)
+        if len(self.suites) != self.count:
+            raise ValueError(f"{self.count} VMs but {len(self.suites)} suites: {self.suites}")
+        unknown = sorted(set(self.suites) - set(image.SUITES))
+        if unknown:
+            raise ValueError(f"unknown Debian suite(s) {unknown}: the rehearsal boots {', '.join(image.SUITES)}")
+
     def prepare_host(self) -> None:
-        """Build (or reuse) the base image and the mirror; serve the mirror."""
-        with self.timed("image (build or reuse)"):
-            self.base = image.build_image(self.suite)
-        with self.timed("mirror (build or reuse)"):
-            self.content = mirror.build_mirror()
+        """Build (or reuse) the base image of each suite and the mirror, all at once (network and
+        disk bound: they overlap well on 2 cores); serve the mirror."""
+        suites = sorted(set(self.suites))
+
+        def build(suite: str) -> tuple[str, image.BaseImage, float]:
+            started = time.monotonic()
+            return suite, image.build_image(suite), round(time.monotonic() - started, 1)
+
+        def build_mirror() -> tuple[mirror.MirrorContent, float]:
+            started = time.monotonic()
+            return mirror.build_mirror(), round(time.monotonic() - started, 1)
+
+        with self.timed("images + mirror (build or reuse, at once)"), ThreadPoolExecutor(len(suites) + 1) as pool:
+            content = pool.submit(build_mirror)
+            for suite, built, seconds in pool.map(build, suites):
+                self.images[suite] = built
+                self.timings[f"  of which: image {suite}"] = seconds
+            self.content, self.timings["  of which: mirror"] = content.result()
         self.server = mirror.MirrorServer(self.content).start()
 
     def boot(self) -> None:
-        assert self.base is not None, "prepare_host first"
-        self.group = vms.VMGroup(self.base, count=self.count, memory_mb=self.memory_mb, vcpus=self.vcpus)
+        assert self.images, "prepare_host first"
+        per_vm = [self.images[suite] for suite in self.suites]
+        self.group = vms.VMGroup(per_vm[0], count=self.count, memory_mb=self.memory_mb, vcpus=self.vcpus,
+                                 images=per_vm)
         with self.timed("boot"):
             try:
                 self.group.start()
@@ -104,7 +144,8 @@ class Rehearsal:
 
     def close(self) -> None:
         if self.group is not None:
-            self.group.stop()
+            with self.timed("shutdown"):
+                self.group.stop()
             if not self.keep:
                 self.group.remove()
         if self.server is not None:
@@ -126,10 +167,11 @@ class Rehearsal:
         )
 
     def run(self, stage: str = "program run", config: Mapping[str, Any] | None = None,
-            only: Callable[[str], bool] | None = None) -> program.LiveRun:
-        """The program's remote steps on the VMs (``only``: those whose name passes)."""
+            only: Callable[[str], bool] | None = None, state: program.State | None = None) -> program.LiveRun:
+        """The program's remote steps on the VMs (``only``: those whose name passes; ``state``:
+        the stack's state from an earlier run, see program.run_live)."""
         with self.timed(stage):
-            return program.run_live(config if config is not None else self.config(), only=only)
+            return program.run_live(config if config is not None else self.config(), only=only, state=state)
 
     def sh(self, vm: vms.VM, script: str, timeout: float = 300) -> remote.Result:
         """``script`` as root on ``vm`` (directly through its forwarded port)."""
@@ -147,6 +189,6 @@ class Rehearsal:
 
     def write_timings(self, path: Path | None = None) -> Path:
         path = path or cache_dir() / "timings.json"
-        path.write_text(json.dumps({"suite": self.suite, "vms": self.count, "stages": self.timings,
+        path.write_text(json.dumps({"suites": list(self.suites), "vms": self.count, "stages": self.timings,
                                     "when": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2))
         return path

@@ -70,6 +70,8 @@ class VM:
     directory: Path
     memory_mb: int
     vcpus: int
+    #: The base image it boots (its overlay's backing disk, kernel and initrd).
+    image: BaseImage
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     boot_seconds: float = 0.0
@@ -104,13 +106,15 @@ class VMError(RuntimeError):
 
 @dataclass
 class VMGroup:
-    """N VMs on one private link. Use as a context manager, or call ``start`` and ``stop``."""
+    """N VMs on one private link. Use as a context manager, or call ``start`` and ``stop``.
+    ``images``: the base image of each VM (e.g. Debian 13 and 12 side by side), else ``image``."""
 
     image: BaseImage
     count: int = 3
     memory_mb: int = 4096
     vcpus: int = 2
     names: Sequence[str] = ()
+    images: Sequence[BaseImage] = ()
     directory: Path | None = None
     nice: int = 10
     vms: list[VM] = field(default_factory=list)
@@ -123,9 +127,12 @@ class VMGroup:
         names = list(self.names) or [f"node-{i}" for i in range(self.count)]
         if len(names) != self.count:
             raise ValueError(f"{self.count} VMs but {len(names)} names")
+        images = list(self.images) or [self.image] * self.count
+        if len(images) != self.count:
+            raise ValueError(f"{self.count} VMs but {len(images)} images")
         self.vms = [
             VM(name=name, index=i, private_ip=f"{PRIVATE_PREFIX}.{10 + i}", ssh_port=free_port(),
-               directory=self.directory, memory_mb=self.memory_mb, vcpus=self.vcpus)
+               directory=self.directory, memory_mb=self.memory_mb, vcpus=self.vcpus, image=images[i])
             for i, name in enumerate(names)
         ]
 
@@ -159,7 +166,7 @@ class VMGroup:
     # --- one VM ----------------------------------------------------------------------------
     def command(self, vm: VM) -> list[str]:
         """The QEMU command line of ``vm``."""
-        image = self.image
+        image = vm.image
         append = " ".join([
             "root=/dev/vda rw console=ttyS0,115200 net.ifnames=1",
             f"kc.hostname={vm.name} kc.private={vm.private_ip}/{PRIVATE_PREFIX_LEN}",
@@ -187,7 +194,7 @@ class VMGroup:
     def _start_vm(self, vm: VM) -> None:
         if not vm.overlay.exists():
             subprocess.run(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.disk), "-F", "raw", str(vm.overlay)],
+                ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(vm.image.disk), "-F", "raw", str(vm.overlay)],
                 check=True,
             )
         vm.console.unlink(missing_ok=True)

@@ -55,6 +55,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
@@ -523,7 +524,10 @@ def duration_seconds(text: str) -> float:
     return total
 
 
-def add_token(token: str | None, ttl: str, description: str) -> str:
+def add_token(token: str | None, ttl: str, description: str, fail_if_exists: bool = False) -> str:
+    """Store a bootstrap token (its Secret ``bootstrap-token-<id>`` in the API stand-in).
+    ``fail_if_exists``: refuse a token ID that exists, as ``kubeadm token create`` does
+    (phases/bootstraptoken/node: CreateNewTokens -> UpdateOrCreateTokens(failIfExists=true))."""
     token = token or f"{secrets.token_hex(3)}.{secrets.token_hex(8)}"
     if not re.match(r"^[a-z0-9]{6}\.[a-z0-9]{16}$", token):
         fail(f'error: the bootstrap token "{token}" was not of the form "[a-z0-9]{{6}}.[a-z0-9]{{16}}"')
@@ -531,6 +535,8 @@ def add_token(token: str | None, ttl: str, description: str) -> str:
     with open(STATE / ".tokens.lock", "w") as lock:  # tokens are minted for several nodes at once
         fcntl.flock(lock, fcntl.LOCK_EX)
         tokens = load_tokens()
+        if fail_if_exists and token.split(".")[0] in tokens:
+            fail(f'error: a token with id "{token.split(".")[0]}" already exists')
         tokens[token.split(".")[0]] = {"secret": token.split(".")[1],
                                        "expires": time.time() + (duration_seconds(ttl) or 86400),
                                        "description": description}
@@ -806,8 +812,22 @@ def kubeadm_token(args: list[str]) -> None:
         fail(f"error: failed to create or update bootstrap token: the API server at {server} does not answer: {error}")
     if not tokens_file().parent.exists():
         fail("error: the stand-in keeps tokens on the control plane (no /var/lib/kc-standin here)")
-    token = add_token(positional[1] if len(positional) > 1 else None, flags.get("ttl", "24h"), flags.get("description", ""))
-    record("kubeadm", event="token-create", ttl=flags.get("ttl", "24h"))
+    given, ttl, description = positional[1] if len(positional) > 1 else None, flags.get("ttl", "24h"), flags.get("description", "")
+    if "config" in flags:
+        # The InitConfiguration's bootstrapTokens are created and the first one printed
+        # (kubeadm's cmd/token.go RunCreateToken: LoadOrDefaultInitConfiguration, CreateNewTokens).
+        mixed = sorted(set(flags) & {"ttl", "description", "usages", "groups"})
+        if mixed:
+            fail(f"error: can not mix '--config' with arguments {mixed}")
+        init = load_config(flags["config"], strict=False).get("InitConfiguration") or {}
+        listed = init.get("bootstrapTokens") or [{}]
+        first = listed[0]
+        given = given or first.get("token")
+        ttl, description = str(first.get("ttl") or "24h"), str(first.get("description") or "")
+        for extra in listed[1:]:
+            add_token(extra.get("token"), str(extra.get("ttl") or "24h"), str(extra.get("description") or ""), True)
+    token = add_token(given, ttl, description, fail_if_exists=True)
+    record("kubeadm", event="token-create", ttl=ttl, config="config" in flags)
     if flags.get("print-join-command") == "true":
         endpoint = server.removeprefix("https://")
         print(f"kubeadm join {endpoint} --token {token} --discovery-token-ca-cert-hash "
@@ -931,6 +951,7 @@ def kubelet_main(args: list[str]) -> None:
     apiserver: subprocess.Popen[bytes] | None = None
     node_name = flags.get("hostname-override") or socket.gethostname()
     node_ip = flags.get("node-ip", "")
+    registered = False
     while not stop.is_set():
         if (MANIFESTS / "kube-apiserver.yaml").exists():
             if apiserver is None or apiserver.poll() is not None:
@@ -939,7 +960,8 @@ def kubelet_main(args: list[str]) -> None:
         elif apiserver is not None and apiserver.poll() is None:
             apiserver.terminate()
             apiserver = None
-        register_node(flags.get("kubeconfig", str(KUBE / "kubelet.conf")), node_name, node_ip)
+        registered = register_node(flags.get("kubeconfig", str(KUBE / "kubelet.conf")), node_name, node_ip,
+                                   registered)
         stop.wait(10)
     if apiserver is not None and apiserver.poll() is None:
         apiserver.terminate()
@@ -959,11 +981,14 @@ class HealthzHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def register_node(kubeconfig_path: str, node_name: str, node_ip: str) -> None:
-    """Create (or refresh) this kubelet's Node object, as the kubelet does after its TLS bootstrap."""
+def register_node(kubeconfig_path: str, node_name: str, node_ip: str, registered: bool) -> bool:
+    """Register this kubelet's Node object (once per process) or update its status; returns
+    whether the Node is registered. As the kubelet does (pkg/kubelet/kubelet_node_status.go:
+    registerWithAPIServer returns at once when registrationCompleted): a Node deleted while
+    its kubelet runs is not created again, its status updates fail until the kubelet restarts."""
     path = Path(kubeconfig_path)
     if not path.exists():
-        return
+        return registered
     try:
         server, context = read_kubeconfig(path)
         context.check_hostname = False
@@ -971,11 +996,20 @@ def register_node(kubeconfig_path: str, node_name: str, node_ip: str) -> None:
         if (STATE / "registration.json").exists():
             registration = json.loads((STATE / "registration.json").read_text())
         body = {"metadata": {"name": node_name}, "nodeIP": node_ip, "kubeletVersion": kube_version(),
-                "taints": registration.get("taints")}
+                "taints": registration.get("taints"), "register": not registered}
         api(server, context, "POST", "/standin/v1/heartbeat", body, timeout=5)
+        return True
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            print(f'E kubelet_node_status.go] "Error updating node status, will retry" err="error getting node '
+                  f'\\"{node_name}\\": nodes \\"{node_name}\\" not found"', file=sys.stderr)
+            return registered
+        print(f'E kubelet_node_status.go] "Unable to register node with API server" err="{error}" node="{node_name}"',
+              file=sys.stderr)
     except (OSError, urllib.error.URLError, ValueError, KeyError) as error:
         print(f'E kubelet_node_status.go] "Unable to register node with API server" err="{error}" node="{node_name}"',
               file=sys.stderr)
+    return registered
 
 
 # --- kube-apiserver --------------------------------------------------------------------------
@@ -1074,11 +1108,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             self.reply(404, status(404, "NotFound", f"the server could not find the requested resource ({path})"))
 
     def resource(self, method: str, path: str, query: str) -> None:
+        # Read the request's body first, whatever the method: on a kept-alive HTTP/1.1
+        # connection an unread body (kubectl's DeleteOptions of a DELETE) would be parsed as the
+        # next request, and the error page answering it would reach kubectl unsolicited.
+        payload = self.body() if method != "GET" else {}
         match = re.match(r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?(?P<kind>[a-z]+)(?:/(?P<name>[^/]+))?$", path)
         if not match:
             self.reply(404, status(404, "NotFound", f"the server could not find the requested resource ({path})"))
             return
         namespace, kind, name = match.group("ns") or "", match.group("kind"), match.group("name")
+        if kind == "secrets" and namespace == "kube-system" and (name or "").startswith("bootstrap-token-"):
+            self.bootstrap_token_secret(method, (name or "").removeprefix("bootstrap-token-"))
+            return
         if kind == "namespaces" and name and not namespace:
             self.reply(200, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": "Active"}})
             return
@@ -1093,6 +1134,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 pattern = f"{namespace}/*.json" if namespace else ("*.json" if kind in ("nodes", "namespaces") else "*/*.json")
                 for file in sorted(base.glob(pattern)) if base.is_dir() else []:
                     items.append(json.loads(file.read_text()))
+                items = [item for item in items if matches_field_selector(item, query)]
                 if kind == "configmaps" and namespace == "kube-public":
                     items = [self.sign_cluster_info(i) if i["metadata"]["name"] == "cluster-info" else i for i in items]
                 kind_name = next((k for n, k, _ in RESOURCES if n == kind), "Object")
@@ -1112,10 +1154,38 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 self.reply(200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                                  "details": {"name": name, "kind": kind}})
             else:
-                patch = self.body()
+                patch = payload
                 merge(obj, patch)
                 store_object(namespace, kind, name, obj)
                 self.reply(200, obj)
+
+    def bootstrap_token_secret(self, method: str, token_id: str) -> None:
+        """The Secret ``kube-system/bootstrap-token-<id>`` of a stored token: GET, DELETE."""
+        STATE.mkdir(parents=True, exist_ok=True)
+        with open(STATE / ".tokens.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                tokens: dict[str, dict[str, Any]] = json.loads(tokens_file().read_text())
+            except (OSError, json.JSONDecodeError):
+                tokens = {}
+            token = tokens.get(token_id)
+            name = f"bootstrap-token-{token_id}"
+            if token is None:
+                self.reply(404, status(404, "NotFound", f'secrets "{name}" not found'))
+            elif method == "DELETE":
+                del tokens[token_id]
+                write(tokens_file(), json.dumps(tokens), 0o600)
+                self.reply(200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                                 "details": {"name": name, "kind": "secrets"}})
+            elif method == "GET":
+                expiration = datetime.datetime.fromtimestamp(token["expires"], datetime.timezone.utc)
+                data = {"token-id": token_id, "token-secret": token["secret"], "description": token.get("description", ""),
+                        "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                self.reply(200, {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+                                 "metadata": {"name": name, "namespace": "kube-system"},
+                                 "data": {k: b64(v.encode()) for k, v in data.items()}})
+            else:
+                self.reply(405, status(405, "MethodNotAllowed", f"{method} of {name} is not supported by the stand-in"))
 
     @staticmethod
     def sign_cluster_info(obj: dict[str, Any]) -> dict[str, Any]:
@@ -1153,7 +1223,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         request = self.body()
         name = request["metadata"]["name"]
         with API_LOCK:
-            node = load_object("nodes", "", name) or {
+            node = load_object("nodes", "", name)
+            if node is None and not request.get("register", True):
+                self.reply(404, status(404, "NotFound", f'nodes "{name}" not found'))
+                return
+            node = node or {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
                              "creationTimestamp": now_rfc3339()},
@@ -1180,6 +1254,22 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                                      "authentication failed"))
         else:
             self.reply(200, {"ok": True})
+
+
+def matches_field_selector(item: dict[str, Any], query: str) -> bool:
+    """Whether ``item`` passes the ``fieldSelector`` of a list's query (``a=b,c!=d`` on dotted
+    fields: kubectl asks for ``metadata.name=`` to wait for a deletion and ``spec.nodeName=``
+    for the pods of a node it drains)."""
+    selector = urllib.parse.parse_qs(query).get("fieldSelector", [""])[0]
+    for term in filter(None, selector.split(",")):
+        negate = "!=" in term
+        path, _, wanted = term.partition("!=" if negate else "=")
+        value: Any = item
+        for part in path.lstrip("=").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if (str(value if value is not None else "") == wanted.lstrip("=")) == negate:
+            return False
+    return True
 
 
 def now_rfc3339() -> str:
