@@ -240,6 +240,16 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
     assert sorted(nodes.stdout.split()) == [f"node/rehearsal-{n}" for n in ("cp-0", "general-0", "general-1")]
     admin = live.step("rehearsal-cp-0-kubeconfig").result.stdout
     assert f"server: https://{rehearsal.vms[0].private_ip}:6443" in admin
+
+    # The control plane's maintenance step installed the etcd-snapshot and certs-renew timers: real
+    # systemd loads them, verifies their units, and has them enabled with a next run scheduled.
+    timers = ["kubeadm-cluster-etcd-snapshot.timer", "kubeadm-cluster-certs-renew.timer"]
+    units = " ".join(f"/etc/systemd/system/{t.removesuffix('.timer')}.{kind}" for t in timers for kind in ("timer", "service"))
+    loaded = rehearsal.sh(rehearsal.vms[0], f"systemctl is-enabled {' '.join(timers)} && systemctl is-active {' '.join(timers)} "
+                                            f"&& systemd-analyze verify {units} && systemctl list-timers --all --no-pager 'kubeadm-cluster-*'")
+    assert loaded.ok, f"the maintenance timers are not loaded and scheduled on the control plane:\n{loaded.explain()}"
+    for timer in timers:
+        assert timer in loaded.stdout, f"{timer} is not listed by systemctl list-timers:\n{loaded.stdout}"
     DONE["create"] = True
 
 
