@@ -478,6 +478,9 @@ class BackupConfig(_Model):
     #: ``provider: existing``: an https URL each snapshot is also PUT to (``<url>/<node>/<file>``);
     #: credentials, if any, in /etc/kubeadm-cluster/backup-upload.netrc on the node, never here.
     upload_url: str = ""
+    #: A snapshot on each control plane right before its ``kubeadm upgrade`` (the upgrade stops
+    #: when the snapshot fails). ``false`` leaves the upgrade to your own backups.
+    before_upgrade: bool = True
 
     @field_validator("schedule")
     @classmethod

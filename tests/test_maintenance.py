@@ -130,6 +130,17 @@ def test_control_planes_snapshot_before_their_upgrade_and_before_one_leaves() ->
             "a snapshot before a removal must never block it")
 
 
+def test_before_upgrade_false_leaves_the_snapshot_out_of_the_upgrade_only() -> None:
+    """``backup.beforeUpgrade: false``: the control planes' upgrade steps run upgrade-node.sh
+    alone; the timers and the snapshot before a control plane leaves stay."""
+    commands = _commands(_plan({**HA, "backup": {"beforeUpgrade": False}}))
+    for node in ("dev-cp-0", "dev-cp-1", "dev-cp-2"):
+        stdin = str(commands[f"{node}-upgrade"].input("stdin"))
+        assert "KC_STEP=upgrade-node" in stdin and "KC_STEP=etcd-snapshot" not in stdin, f"{node}: snapshot still runs"
+    assert "KC_STEP=etcd-snapshot" in commands["dev-cp-1-membership"].input("delete")
+    assert "dev-cp-0-maintenance" in commands
+
+
 @pytest.mark.parametrize(
     ("backup", "field", "message"),
     [

@@ -365,6 +365,16 @@ class KubeadmCluster(pulumi.ComponentResource):
                 "DRAIN_TIMEOUT": drain_timeout,
             }
 
+        def control_plane_upgrade(machine: Machine, role: str) -> tuple[list[str], dict[str, pulumi.Input[str]]]:
+            """The scripts and inputs of a control plane's upgrade step: an etcd snapshot first
+            unless ``backup.beforeUpgrade`` is false."""
+            if not config.backup.before_upgrade:
+                return ["upgrade-node.sh"], upgrade_env(machine, role)
+            return ["etcd-snapshot.sh", "upgrade-node.sh"], {
+                **upgrade_env(machine, role),
+                **upkeep.snapshot_env(upkeep.PRE_UPGRADE),
+            }
+
         # 5. Control-plane upgrades, one at a time, each after an etcd snapshot of that control
         #    plane (settings from its maintenance.env when installed, else the defaults; not a
         #    dependency: new workers must not wait for control-plane joins): `kubeadm upgrade
@@ -372,8 +382,7 @@ class KubeadmCluster(pulumi.ComponentResource):
         previous_upgrade = run(
             f"{first.node.name}-upgrade",
             first,
-            ["etcd-snapshot.sh", "upgrade-node.sh"],
-            {**upgrade_env(first, "first-control-plane"), **upkeep.snapshot_env(upkeep.PRE_UPGRADE)},
+            *control_plane_upgrade(first, "first-control-plane"),
             [init, prepared[first.node.name]],
             on_change_only=True,
         )
@@ -446,8 +455,7 @@ class KubeadmCluster(pulumi.ComponentResource):
             previous_upgrade = run(
                 f"{node_name}-upgrade",
                 machine,
-                ["etcd-snapshot.sh", "upgrade-node.sh"],
-                {**upgrade_env(machine, "control-plane"), **upkeep.snapshot_env(upkeep.PRE_UPGRADE)},
+                *control_plane_upgrade(machine, "control-plane"),
                 [previous_upgrade, prepared[node_name]],
                 on_change_only=True,
             )

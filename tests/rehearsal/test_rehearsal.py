@@ -370,7 +370,10 @@ def test_the_mirror_down_for_a_moment_during_prepare_is_retried(rehearsal: Rehea
 
 #: What the day-two runs change in the stack, besides what they test (a batch of two workers:
 #: both upgrade at once).
-DAY_TWO = {"upgrade": {"workerBatchSize": 2}}
+#: The day-two runs' settings. backup.beforeUpgrade is off: the stand-ins run no etcd yet, so the
+#: control planes' pre-upgrade snapshot (etcdctl in the etcd pod, through crictl exec) has nothing
+#: to save here; tests/test_etcd_backup.py takes and restores snapshots of a real etcd instead.
+DAY_TWO = {"upgrade": {"workerBatchSize": 2}, "backup": {"beforeUpgrade": False}}
 #: kubelet's main PID and when it (re)started, per node.
 KUBELET = "systemctl show -p MainPID -p ActiveEnterTimestampMonotonic kubelet; kubelet --version"
 
