@@ -86,16 +86,8 @@ def previous_release(tmp: Path, touched: tuple[str, ...] | None = None) -> Itera
     for path in copy.glob("*.sh"):
         if touched is None or path.name in touched:
             path.write_text(path.read_text() + "# (previous release)\n")
-    original = bundles.SCRIPTS_DIR
-    bundles.SCRIPTS_DIR = copy
-    bundles.script.cache_clear()
-    bundles.script_marker.cache_clear()
-    try:
+    with bundles.scripts_from(copy):
         yield
-    finally:
-        bundles.SCRIPTS_DIR = original
-        bundles.script.cache_clear()
-        bundles.script_marker.cache_clear()
 
 
 def run(config: dict[str, Any], *, preview: bool = True) -> Plan:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -19,6 +20,27 @@ import pulumi
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 #: What each remote step runs; the step's bundle arrives on stdin.
 RUN_BUNDLE = "sudo bash -s"
+
+
+@contextmanager
+def scripts_from(directory: Path | None) -> Iterator[None]:
+    """The node scripts (and their bundle markers) read from ``directory`` instead of ``scripts/``
+    while the block runs: another release's scripts, for the rehearsal and the preview-comment
+    tests. Nothing changes when ``directory`` is None."""
+    global SCRIPTS_DIR
+    if directory is None:
+        yield
+        return
+    original = SCRIPTS_DIR
+    SCRIPTS_DIR = directory
+    script.cache_clear()
+    script_marker.cache_clear()
+    try:
+        yield
+    finally:
+        SCRIPTS_DIR = original
+        script.cache_clear()
+        script_marker.cache_clear()
 
 
 @cache

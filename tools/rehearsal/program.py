@@ -41,8 +41,7 @@ import runpy
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,21 +297,8 @@ def execute_over_ssh(name: str, command: str, inputs: Mapping[str, Any]) -> remo
     return remote.run(inputs["connection"], command, str(inputs.get("stdin") or ""))
 
 
-@contextmanager
-def scripts_from(directory: Path | None) -> Iterator[None]:
-    """The node scripts read from ``directory`` instead of components/bootstrap/scripts (e.g. an
-    older revision, to show what the rehearsal catches); nothing changes when ``None``."""
-    if directory is None:
-        yield
-        return
-    original = bootstrap_scripts.SCRIPTS_DIR
-    bootstrap_scripts.SCRIPTS_DIR = directory
-    bootstrap_scripts.script.cache_clear()
-    try:
-        yield
-    finally:
-        bootstrap_scripts.SCRIPTS_DIR = original
-        bootstrap_scripts.script.cache_clear()
+#: The node scripts of another revision while a block runs (components/bootstrap/scripts.py).
+scripts_from = bootstrap_scripts.scripts_from
 
 
 def scripts_at_revision(revision: str, directory: Path) -> Path:
