@@ -297,10 +297,6 @@ def execute_over_ssh(name: str, command: str, inputs: Mapping[str, Any]) -> remo
     return remote.run(inputs["connection"], command, str(inputs.get("stdin") or ""))
 
 
-#: The node scripts of another revision while a block runs (components/bootstrap/scripts.py).
-scripts_from = bootstrap_scripts.scripts_from
-
-
 def scripts_at_revision(revision: str, directory: Path) -> Path:
     """The node scripts as git has them at ``revision`` (``git show``), written into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -327,7 +323,7 @@ def run_live(
     given the stack's recorded ``state`` (None: a new stack, every command is created; see the
     module's docstring). ``only``: only the commands whose resource name passes run (the
     others answer as under plain mocks). ``scripts_dir``: the node scripts to bundle instead
-    of the checkout's (see ``scripts_from``)."""
+    of the checkout's (see ``components.bootstrap.scripts.scripts_from``)."""
     # Each run in a thread of its own: the SDK keeps its state in context variables and the
     # event loop of the thread, and a failed step leaves tasks and errors behind in them that
     # must not leak into the next run.
@@ -340,7 +336,7 @@ def run_live(
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 
-    with scripts_from(scripts_dir):
+    with bootstrap_scripts.scripts_from(scripts_dir):
         thread = threading.Thread(target=target, name="rehearsal-program")
         thread.start()
         thread.join()
