@@ -304,3 +304,21 @@ def test_the_mirror_serves_a_slow_inrelease_piece_by_piece_and_logs_the_slow_pat
     assert body == b"x" * 1000
     assert first_at < 0.9 <= total < 5, (first_at, total)  # headers and a first piece at once, the rest over 1 s
     assert [r.path for r in server.requests] == ["/slow/1/kubernetes/deb/InRelease", "/slow/1/kubernetes/deb/Packages"]
+
+
+def test_the_test_key_is_made_once_under_parallel_builds_and_binds_the_image(cache: Path) -> None:
+    """Two suites' images build in parallel threads: one key results, with its own ``.pub``, and
+    the image's name changes with the key (an image holding another key would boot into sshd
+    refusing every login: stop 17's CI run waited 300 s on exactly that)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tools.rehearsal import image
+
+    with ThreadPoolExecutor(4) as pool:
+        keys = list(pool.map(lambda _: image.ssh_key(), range(4)))
+    assert len(set(keys)) == 1
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(keys[0])], capture_output=True, text=True, check=True)
+    assert derived.stdout.split()[:2] == image.public_key().split()[:2], "the .pub is not the key's own"
+    before = image.recipe_key("trixie")
+    keys[0].unlink()
+    assert image.recipe_key("trixie") != before, "a new key must name a new image"

@@ -14,11 +14,13 @@ copied out for QEMU's direct kernel boot. Nothing of it ever goes into the repos
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,22 +151,46 @@ class ImageError(RuntimeError):
     """The base image could not be built (the message names the step and the log)."""
 
 
+_KEY_LOCK = threading.Lock()
+
+
 def ssh_key() -> Path:
-    """The test SSH private key (ed25519, made once into the cache); ``.pub`` beside it."""
+    """The test SSH private key (ed25519, made once into the cache); ``.pub`` beside it.
+
+    Made under a lock (the images of two suites build in parallel threads) into a temporary name,
+    the public half renamed into place before the private one: a key file that exists always has
+    its own ``.pub`` beside it."""
     directory = cache_dir() / "ssh"
     directory.mkdir(parents=True, exist_ok=True)
     key = directory / "id_ed25519"
-    if not key.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeadm-cluster-rehearsal", "-f", str(key)],
-            check=True,
-        )
+    with _KEY_LOCK, (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not key.exists() or not key.with_suffix(".pub").exists():
+            tmp = directory / f".id_ed25519.{os.getpid()}"
+            for stale in (tmp, tmp.with_suffix(tmp.suffix + ".pub")):
+                stale.unlink(missing_ok=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeadm-cluster-rehearsal", "-f", str(tmp)],
+                check=True, stdin=subprocess.DEVNULL,
+            )
+            tmp.with_suffix(tmp.suffix + ".pub").replace(key.with_suffix(".pub"))
+            tmp.replace(key)
     return key
 
 
+def public_key() -> str:
+    """The test key's public half, as the image's ``authorized_keys`` holds it."""
+    return ssh_key().with_suffix(".pub").read_text().strip()
+
+
 def recipe_key(suite: str) -> str:
-    """Identifies what the image is made of: a changed recipe builds a new image."""
-    recipe = json.dumps([suite, PACKAGES, SEED_SCRIPT, SEED_UNIT, USER_NETWORK, CONFIGURE, DISK_GB, USER])
+    """Identifies what the image is made of: a changed recipe builds a new image.
+
+    The test key is part of the recipe: an image whose ``authorized_keys`` holds another key than
+    the cache's (a cache restored from elsewhere, a key made anew) would boot into sshd refusing
+    every login, and OpenSSH 9.8+'s PerSourcePenalties then refusing every connection."""
+    recipe = json.dumps([suite, PACKAGES, SEED_SCRIPT, SEED_UNIT, USER_NETWORK, CONFIGURE, DISK_GB, USER,
+                         public_key()])
     return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
@@ -216,7 +242,7 @@ def build_image(suite: str = DEFAULT_SUITE, mirror: str = DEBIAN_MIRROR, rebuild
         )
         env = {
             **os.environ, "ROOTFS": str(rootfs), "USER": USER, "SUITE": suite, "MIRROR": mirror,
-            "PUBKEY": ssh_key().with_suffix(".pub").read_text().strip(),
+            "PUBKEY": public_key(),
             "SEED_SCRIPT": SEED_SCRIPT, "SEED_UNIT": SEED_UNIT, "USER_NETWORK": USER_NETWORK,
         }
         _run(["bash", "-c", CONFIGURE], log, "configuring the root filesystem", env=env)
@@ -239,6 +265,7 @@ def build_image(suite: str = DEFAULT_SUITE, mirror: str = DEBIAN_MIRROR, rebuild
         seconds = round(time.monotonic() - started, 1)
         (work / "manifest.json").write_text(
             json.dumps({"suite": suite, "kernel": kernel.name, "initrd": initrd.name, "packages": PACKAGES,
+                        "authorized_key": env["PUBKEY"],
                         "build_seconds": seconds, "built": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2)
         )
         shutil.rmtree(directory, ignore_errors=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.rehearsal import cache_dir
-from tools.rehearsal.image import USER, BaseImage
+from tools.rehearsal.image import USER, BaseImage, ssh_key
 
 #: The private link's network: VM i gets PRIVATE_PREFIX.(10 + i).
 PRIVATE_PREFIX = "192.168.77"
@@ -239,6 +239,14 @@ class VMGroup:
             if result.returncode == 0:
                 vm.boot_seconds = round(time.monotonic() - vm.started, 1)
                 return
+            if "Permission denied" in result.stderr:
+                # Waiting on would not help: each refused login also adds to sshd's per-source
+                # penalty (OpenSSH 9.8+), until it drops every connection from the host.
+                raise VMError(
+                    f"{vm.name} refused the test key ({result.stderr.strip()}): the authorized_keys of "
+                    f"{vm.image.directory} holds another key than {ssh_key()}.pub; rebuild it "
+                    f"(python -m tools.rehearsal image --suite {vm.image.suite} --rebuild)"
+                )
             if now > deadline:
                 raise VMError(
                     f"{vm.name} did not answer SSH on 127.0.0.1:{vm.ssh_port} within {timeout:.0f}s "
