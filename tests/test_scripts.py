@@ -6,13 +6,18 @@ fake root, proc and sys, and a ``bin`` directory that is the *only* entry of PAT
 stubs (apt-get, systemctl, curl, kubeadm ... which log each call to a file) and links to a
 short list of harmless real tools (coreutils, awk, grep, tar ...). A script calling anything
 else fails with "command not found" instead of touching this machine.
+
+What a real node shows is asserted on real Debian VMs instead (tests/rehearsal/test_rehearsal.py:
+a fresh node's prep, apt's order and locks, a second run changing nothing, tokens, the kubeconfig,
+the skips of init and join, a worker's removal). The tests here keep what a VM cannot give
+cheaply: failures injected mid-way (apt, downloads, kubeadm, the API server), timeouts, hardware
+and systems other than the VMs', and branches the rehearsal never takes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -599,92 +604,17 @@ def fresh_node(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def test_prepare_node_installs_a_fresh_node(node: Sandbox) -> None:
-    env = _prepare_env()
-    result = node.run("prepare-node.sh", env)
+def test_prepare_node_turns_swap_off_for_good(node: Sandbox) -> None:
+    """Swap off now and in /etc/fstab, the root entry kept. The rehearsal VMs have no swap to turn
+    off; the rest of a fresh node's prep (packages, holds, modules, sysctls, containerd's loaded
+    config, the downloads checked against their sums) is asserted on them
+    (tests/rehearsal/test_rehearsal.py, the create scenario)."""
+    result = node.run("prepare-node.sh", _prepare_env())
     assert result.rc == 0, f"prepare-node failed on a fresh node:\n{_explain(result)}"
-    assert result.stdout == "", f"prepare-node printed on stdout (apt/systemctl output must go to stderr): {result.stdout!r}"
-
-    cv, rv = versions.CONTAINERD_VERSION, versions.RUNC_VERSION
-    urls = [c.split()[-1] for c in result.called("curl")]
-    base = versions.CONTAINERD_RELEASE_URL
-    for url in (
-        f"{base}/v{cv}/containerd-{cv}-linux-{ARCH}.tar.gz",
-        f"{base}/v{cv}/containerd-{cv}-linux-{ARCH}.tar.gz.sha256sum",
-        f"{versions.RUNC_RELEASE_URL}/v{rv}/runc.{ARCH}",
-        f"{versions.RUNC_RELEASE_URL}/v{rv}/runc.sha256sum",
-        f"{env['K8S_APT_REPO']}Release.key",
-    ):
-        assert url in urls, f"prepare-node did not download {url}; it fetched {urls}"
-
     assert result.called("swapoff"), "swap was not turned off"
     fstab = node.path("/etc/fstab").read_text()
     assert re.search(r"^# .*/swap\.img none swap", fstab, re.M) and "\n/swap.img" not in fstab, f"fstab swap entry not disabled:\n{fstab}"
     assert "ext4" in fstab and not fstab.splitlines()[0].startswith("#"), f"prepare-node damaged the root entry:\n{fstab}"
-
-    modules = node.path("/etc/modules-load.d/kubeadm-cluster.conf").read_text().split()
-    for module in ("overlay", "br_netfilter", "rbd"):
-        assert module in modules, f"{module} missing from modules-load.d: {modules}"
-        assert f"modprobe {module}" in result.calls, f"{module} not loaded now: {result.calls}"
-
-    sysctl = node.path("/etc/sysctl.d/99-kubeadm-cluster.conf").read_text()
-    for setting in ("net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"):
-        assert setting in sysctl, f"{setting} missing from the sysctl file:\n{sysctl}"
-    assert "sysctl --system" in result.calls, "the sysctls were not applied"
-
-    config = node.path("/etc/containerd/config.toml").read_text()
-    assert re.search(r"^version = 3$", config, re.M), f"config.toml is not containerd 2.x (version = 3):\n{config}"
-    assert re.search(
-        r"^\[plugins\.'io\.containerd\.cri\.v1\.runtime'\.containerd\.runtimes\.runc\.options\]\n\s*SystemdCgroup = true$",
-        config, re.M,
-    ), f"config.toml lacks SystemdCgroup = true under the runc options:\n{config}"
-    assert re.search(
-        r"^\[plugins\.'io\.containerd\.cri\.v1\.images'\.pinned_images\]\n\s*sandbox = \"" + re.escape(versions.PAUSE_IMAGE) + '"$',
-        config, re.M,
-    ), f"config.toml does not pin the pause image {versions.PAUSE_IMAGE}:\n{config}"
-    assert "runtime-endpoint: unix:///run/containerd/containerd.sock" in node.path("/etc/crictl.yaml").read_text()
-    unit = node.path("/etc/systemd/system/containerd.service").read_text()
-    assert "ExecStart=/usr/local/bin/containerd" in unit, f"bad containerd unit:\n{unit}"
-    assert node.path("/usr/local/bin/containerd").is_file(), "containerd not unpacked into /usr/local/bin"
-    assert node.path("/usr/local/sbin/runc").is_file(), "runc not installed into /usr/local/sbin"
-    assert "systemctl restart containerd" in result.calls and "systemctl enable containerd" in result.calls, result.calls
-
-    sources = node.path("/etc/apt/sources.list.d/kubernetes.list").read_text()
-    assert f"deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {env['K8S_APT_REPO']} /" in sources, (
-        f"kubernetes.list does not point at the minor's repo {env['K8S_APT_REPO']}:\n{sources}"
-    )
-    assert node.path("/etc/apt/keyrings/kubernetes-apt-keyring.gpg").read_text().startswith("DEARMORED"), "key not dearmored"
-    installs = [c for c in result.called("apt-get") if " install " in c]
-    k8s = [c for c in installs if "kubeadm=" in c]
-    assert len(k8s) == 1, f"expected one install of the Kubernetes packages: {installs}"
-    for package in ("kubelet", "kubeadm", "kubectl"):
-        assert f"{package}={env['K8S_VERSION']}-*" in k8s[0].split(), f"{package} not pinned to {env['K8S_VERSION']}-*: {k8s[0]}"
-    assert any("socat" in c and "conntrack" in c for c in installs), f"base packages not installed: {installs}"
-    marks = result.called("apt-mark")
-    assert marks and marks[-1] == "apt-mark hold kubelet kubeadm kubectl", f"packages not held: {marks}"
-    assert "systemctl enable kubelet" in result.calls, "kubelet not enabled"
-
-
-def _apt_updates_before(result: Result, index: int) -> list[list[str]]:
-    """What each successful `apt-get update` before calls[index] read (the stub's log lines)."""
-    return [c.removeprefix("apt-get update read:").split() for c in result.calls[:index] if c.startswith("apt-get update read:")]
-
-
-def test_prepare_node_updates_apt_after_writing_the_kubernetes_source(node: Sandbox) -> None:
-    """Defect 1 of issue 10: the update ran once, before kubernetes.list existed, and the install
-    of kubelet then failed with "Unable to locate package". Every source written is updated
-    before the install that needs it."""
-    result = node.run("prepare-node.sh", _prepare_env())
-    assert result.rc == 0, f"a fresh node cannot install its packages (sources -> update -> install broken?):\n{_explain(result)}"
-    base = next(i for i, c in enumerate(result.calls) if c.startswith("apt-get ") and " install " in c and "socat" in c)
-    k8s = next(i for i, c in enumerate(result.calls) if c.startswith("apt-get ") and " install " in c and "kubeadm=" in c)
-    assert _apt_updates_before(result, base), f"the base packages were installed before any apt-get update: {result.calls}"
-    updates = _apt_updates_before(result, k8s)
-    assert updates and "kubernetes.list" in updates[-1], (
-        f"the Kubernetes packages were installed without an apt-get update after kubernetes.list was written "
-        f"(lists read by each update before the install: {updates})"
-    )
-    assert len(updates) == 2, f"expected two updates on a fresh node (distribution, then + kubernetes.list): {updates}"
 
 
 def test_prepare_node_installs_when_the_first_update_failed_once(node: Sandbox) -> None:
@@ -706,23 +636,6 @@ kc_apt_update_once && echo "second=ok"
     )
     updates = [c for c in result.called("apt-get") if c.split()[-1] == "update"]
     assert len(updates) == 2, f"the update after a failed one did not run again: {updates}"
-
-
-def test_apt_update_runs_again_after_a_source_changes(sandbox: Sandbox) -> None:
-    sources = sandbox.path("/etc/apt/sources.list.d")
-    sources.mkdir(parents=True)
-    (sources / "ubuntu.sources").write_text(UBUNTU_SOURCES)
-    code = f"""
-kc_apt_update_once; kc_apt_update_once
-echo "deb [signed-by=/etc/apt/keyrings/k.gpg] https://pkgs.k8s.io/core:/stable:/v1.36/deb/ /" >{sources}/kubernetes.list
-kc_apt_update_once; kc_apt_update_once
-"""
-    result = _lib(sandbox, code)
-    assert result.rc == 0, _explain(result)
-    reads = [c for c in result.calls if c.startswith("apt-get update read:")]
-    assert reads == ["apt-get update read: ubuntu.sources ", "apt-get update read: kubernetes.list ubuntu.sources "], (
-        f"apt-get update must run once per state of the sources, and again after a source is written: {reads}"
-    )
 
 
 # --- first boot: cloud-init, apt-daily, apt's locks (defect 12 of issue 10) ---------------------------
@@ -753,13 +666,6 @@ def test_cloud_init_wait_is_bounded_and_failures_do_not_stop_the_prep(node: Sand
     assert failed.rc == 0 and "cloud-init status --wait exited 2" in failed.stderr, _explain(failed)
 
 
-def test_no_cloud_init_no_wait(node: Sandbox) -> None:
-    (node.bin / "cloud-init").unlink()
-    result = node.run("prepare-node.sh", _prepare_env())
-    assert result.rc == 0, _explain(result)
-    assert "cloud-init" not in result.stderr, f"cloud-init mentioned on a machine without it:\n{result.stderr}"
-
-
 def _unit_states(sandbox: Sandbox, unit: str, states: str) -> None:
     path = sandbox.state / "unit-states" / unit
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -788,39 +694,11 @@ def test_apt_daily_wait_is_bounded(node: Sandbox) -> None:
     assert "apt-daily-upgrade.service (activating) still running after 1s" in result.stderr, result.stderr
 
 
-def test_apt_update_waits_for_the_lists_lock(sandbox: Sandbox) -> None:
-    """DPkg::Lock::Timeout covers the dpkg locks only: `apt-get update` fails at once when apt-daily
-    holds /var/lib/apt/lists/lock (tests/upstream/apt). The wait must not use up the attempts."""
-    result = _lib(sandbox, "kc_apt_update_once", {"STUB_APT_LISTS_LOCKED": "3", "KC_APT_ATTEMPTS": "1", **FAST_WAITS})
-    assert result.rc == 0, f"apt-get update did not wait for the lists lock:\n{_explain(result)}"
-    updates = [c for c in result.called("apt-get") if c.split()[-1] == "update"]
-    assert len(updates) == 4, f"expected 3 locked runs, then the update: {updates}"
-    assert "holds a lock apt-get needs: waiting" in result.stderr, f"the wait is not logged:\n{result.stderr}"
-
-
 def test_apt_lock_wait_is_bounded(sandbox: Sandbox) -> None:
     result = _lib(sandbox, "kc_apt_update_once", {
         "STUB_APT_LISTS_LOCKED": "99999", "KC_APT_ATTEMPTS": "1", "KC_APT_LOCK_TIMEOUT": "1", "KC_APT_POLL": "0.2"})
     assert result.rc != 0, f"a lock held for ever did not fail the update:\n{_explain(result)}"
     assert "Could not get lock /var/lib/apt/lists/lock" in result.stderr, f"the failure does not name the lock:\n{result.stderr}"
-
-
-def test_prepare_node_second_run_changes_nothing(node: Sandbox) -> None:
-    env = _prepare_env()
-    first = node.run("prepare-node.sh", env)
-    assert first.rc == 0, _explain(first)
-    watched = ["/etc/containerd/config.toml", "/etc/sysctl.d/99-kubeadm-cluster.conf", "/etc/apt/sources.list.d/kubernetes.list",
-               "/usr/local/bin/containerd", "/usr/local/sbin/runc", "/etc/fstab"]
-    before = {p: node.path(p).stat().st_mtime_ns for p in watched}
-
-    second = node.run("prepare-node.sh", env)
-    assert second.rc == 0, f"the second run failed:\n{_explain(second)}"
-    for forbidden in ("curl", "apt-get", "apt-mark", "tar", "install", "gpg", "swapoff", "sysctl", "modprobe",
-                      "systemctl restart", "systemctl start", "systemctl enable", "systemctl daemon-reload"):
-        assert not second.called(forbidden), f"the second run still ran {forbidden}: {second.called(forbidden)}"
-    after = {p: node.path(p).stat().st_mtime_ns for p in watched}
-    assert before == after, f"the second run rewrote files: {[p for p in watched if before[p] != after[p]]}"
-    assert second.stdout == "", f"prepare-node printed on stdout: {second.stdout!r}"
 
 
 def test_prepare_node_restarts_containerd_when_its_config_changes(node: Sandbox) -> None:
@@ -832,22 +710,15 @@ def test_prepare_node_restarts_containerd_when_its_config_changes(node: Sandbox)
     assert not result.called("curl"), f"a config change downloaded again: {result.called('curl')}"
 
 
-def test_prepare_node_never_changes_the_version_of_a_joined_node(node: Sandbox) -> None:
+def test_prepare_node_moves_a_node_not_yet_joined_to_the_configured_version(node: Sandbox) -> None:
+    """Held packages of another patch on a node that has not joined are changed to the configured
+    version. (A joined node's are left to the upgrade step: the rehearsal's upgrade asserts that
+    on the VMs; a fresh node getting the version is its create scenario.)"""
     env = _prepare_env()
     assert node.run("prepare-node.sh", env).rc == 0
-    kubelet_conf = node.path("/etc/kubernetes/kubelet.conf")
-    kubelet_conf.parent.mkdir(parents=True, exist_ok=True)
-    kubelet_conf.write_text("joined\n")
-    newer = {**env, "K8S_VERSION": "1.36.9"}
-    result = node.run("prepare-node.sh", newer)
-    assert result.rc == 0, _explain(result)
-    installs = [c for c in result.called("apt-get") if "install" in c and "kube" in c]
-    assert installs == [], f"a joined node was upgraded behind the control plane's back: {installs}"
-    assert "not changing it to 1.36.9" in result.stderr, result.stderr
-    kubelet_conf.unlink()
-    fresh = node.run("prepare-node.sh", newer)
+    fresh = node.run("prepare-node.sh", {**env, "K8S_VERSION": "1.36.9"})
     assert fresh.rc == 0 and [c for c in fresh.called("apt-get") if "kubeadm=1.36.9-*" in c], (
-        "a node not yet in a cluster must get the configured version")
+        f"a node not yet in a cluster must get the configured version:\n{_explain(fresh)}")
 
 
 def test_prepare_node_refuses_a_tarball_with_a_wrong_checksum(node: Sandbox) -> None:
@@ -878,23 +749,6 @@ def test_prepare_node_writes_and_prunes_registry_mirrors(node: Sandbox) -> None:
     assert not node.path("/etc/containerd/certs.d/quay.io").exists(), "a removed mirror's hosts.toml was left behind"
     assert node.path("/etc/containerd/certs.d/docker.io/hosts.toml").exists(), "a kept mirror was removed"
     assert foreign.exists(), "prepare-node removed a hosts.toml it did not write"
-
-
-def test_bundle_of_preflight_and_prepare_runs_through_bash_stdin(node: Sandbox) -> None:
-    """The real delivery: `bash -s` with the bundle on stdin. Stubs here read stdin; the steps
-    must keep them off it, or they would swallow the rest of the bundle."""
-    from components.bootstrap.scripts import render_bundle
-
-    env = {**_preflight_env(), **_prepare_env()}
-    bundle = render_bundle(["preflight.sh", "prepare-node.sh"], env) + "echo END-OF-BUNDLE >&2\n"
-    result = node.run([], bundle=bundle)
-    assert result.rc == 0, f"the bundle failed:\n{_explain(result)}"
-    assert "END-OF-BUNDLE" in result.stderr, f"the end of the bundle never ran (a command swallowed stdin):\n{_explain(result)}"
-    assert "node w-0 OK" in result.stderr, "preflight did not run in the bundle"
-    assert node.path("/etc/containerd/config.toml").exists(), (
-        f"prepare-node did not run after preflight in the bundle (stdin swallowed or early exit?):\n{_explain(result)}"
-    )
-    assert result.stdout == "", f"the bundle printed on stdout: {result.stdout!r}"
 
 
 # --- remove-node (defect 13 of issue 10) ----------------------------------------------------------
@@ -928,16 +782,6 @@ def control_plane(sandbox: Sandbox) -> Sandbox:
     return sandbox
 
 
-def test_remove_node_drains_then_deletes(control_plane: Sandbox) -> None:
-    result = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1", "DRAIN_TIMEOUT": "60s"})
-    assert result.rc == 0, _explain(result)
-    verbs = [c.split()[1] for c in result.called("kubectl")]
-    assert verbs == ["get", "get", "drain", "delete"], f"expected readyz, lookup, drain, delete: {result.calls}"
-    assert "--timeout=60s" in result.called("kubectl drain")[0], result.calls
-    assert not (control_plane.state / "nodes" / "w-1").exists(), "the Node object was not deleted"
-    assert "node w-1 removed from the cluster" in result.stderr and result.stdout == "", _explain(result)
-
-
 def test_remove_node_retries_a_delete_through_an_api_blip(control_plane: Sandbox) -> None:
     result = control_plane.run("remove-node.sh", {"NODE_NAME": "w-1", "STUB_DELETE_FAILURES": "2"})
     assert result.rc == 0, f"an API blip during `kubectl delete node` failed the removal:\n{_explain(result)}"
@@ -967,25 +811,6 @@ def test_remove_node_of_a_node_already_gone(control_plane: Sandbox) -> None:
 
 INIT_CONFIG = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\nkind: ClusterConfiguration\n"
 JOIN_CONFIG = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n"
-
-
-def test_init_runs_kubeadm_init_once_and_prints_nothing(sandbox: Sandbox) -> None:
-    env = {"NODE_NAME": "cp-0", "KUBEADM_CONFIG": INIT_CONFIG}
-    result = sandbox.run("kubeadm-init.sh", env)
-    assert result.rc == 0, _explain(result)
-    config = sandbox.path("/etc/kubernetes/kubeadm-config.yaml")
-    assert f"kubeadm config validate --config {config}" in result.calls, f"config not validated: {result.calls}"
-    assert f"kubeadm init --config {config} --skip-token-print" in result.calls, f"kubeadm init not run as expected: {result.calls}"
-    assert (sandbox.state / "init-config-1").read_text() == INIT_CONFIG + "\n", "kubeadm init got a different config"
-    assert (sandbox.state / "init-mode-1").read_text().strip() == "600", "the kubeadm config is not mode 0600"
-    assert result.stdout == "", f"kubeadm-init printed on stdout (kubeadm output must go to stderr): {result.stdout!r}"
-    assert result.called("kubectl"), "the API server readiness was not checked"
-
-    again = sandbox.run("kubeadm-init.sh", env)
-    assert again.rc == 0, _explain(again)
-    assert not again.called("kubeadm"), f"kubeadm ran on an initialised node: {again.called('kubeadm')}"
-    assert "already initialised" in again.stderr, f"the skip is not logged:\n{again.stderr}"
-    assert again.called("kubectl"), "the readiness wait must run on the skip path too"
 
 
 def test_init_stops_on_an_invalid_config(sandbox: Sandbox) -> None:
@@ -1019,16 +844,16 @@ def test_join_joins_and_removes_its_secret_config(sandbox: Sandbox) -> None:
     assert result.stdout == "", f"kubeadm-join printed on stdout: {result.stdout!r}"
 
 
-def test_join_skips_a_joined_node(sandbox: Sandbox) -> None:
+def test_join_of_a_joined_node_removes_a_leftover_join_config(sandbox: Sandbox) -> None:
+    """A join config (it holds a token) left by an interrupted earlier run goes on the skip path
+    too. The skip itself (no kubeadm, logged) is asserted on the rehearsal VMs' second run."""
     kubelet_conf = sandbox.path("/etc/kubernetes/kubelet.conf")
     kubelet_conf.parent.mkdir(parents=True)
     kubelet_conf.write_text("joined\n")
     stale = sandbox.path("/etc/kubernetes/kubeadm-join.yaml")
     stale.write_text(JOIN_CONFIG)
     result = sandbox.run("kubeadm-join.sh", {"NODE_NAME": "w-0", "KUBEADM_CONFIG": JOIN_CONFIG})
-    assert result.rc == 0, _explain(result)
-    assert not result.called("kubeadm"), f"kubeadm ran on a joined node: {result.calls}"
-    assert "already joined" in result.stderr, f"the skip is not logged:\n{result.stderr}"
+    assert result.rc == 0 and not result.called("kubeadm"), _explain(result)
     assert not stale.exists(), "a leftover join config (with its token) was not removed"
 
 
@@ -1056,20 +881,6 @@ def _control_plane(sandbox: Sandbox) -> None:
     sandbox.path("/etc/kubernetes/admin.conf").write_text("admin\n")
 
 
-def test_mint_token_prints_one_json_line(sandbox: Sandbox) -> None:
-    _control_plane(sandbox)
-    digest = "0123456789abcdef" * 4
-    result = sandbox.run("mint-token.sh", {"NODE_NAME": "w-3", "TOKEN_TTL": "1h", "STUB_HASH": digest})
-    assert result.rc == 0, _explain(result)
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, f"mint-token must print exactly one line on stdout, got {lines!r}"
-    data = json.loads(lines[0])
-    assert data == {"token": "abcdef.0123456789abcdef", "caCertHash": f"sha256:{digest}"}, f"wrong JSON: {data}"
-    create = result.called("kubeadm token create")
-    assert create and "--ttl 1h" in create[0] and "kubeadm-cluster join of w-3" in create[0], f"bad token create: {create}"
-    assert any(str(sandbox.path("/etc/kubernetes/pki/ca.crt")) in c for c in result.called("openssl")), "the CA was not hashed"
-
-
 @pytest.mark.parametrize(("env", "why"), [
     ({"STUB_TOKEN": "not-a-token"}, "a malformed token"),
     ({"STUB_TOKEN_RC": "1"}, "kubeadm token create failing"),
@@ -1086,14 +897,6 @@ def test_mint_token_needs_the_cluster_ca(sandbox: Sandbox) -> None:
     result = sandbox.run("mint-token.sh", {"NODE_NAME": "w-3", "TOKEN_TTL": "1h"})
     assert result.rc != 0 and result.stdout == "", _explain(result)
     assert not result.called("kubeadm"), "a token was minted on a node that is not the control plane"
-
-
-def test_read_kubeconfig_prints_admin_conf(sandbox: Sandbox) -> None:
-    admin = sandbox.path("/etc/kubernetes/admin.conf")
-    admin.parent.mkdir(parents=True)
-    admin.write_text("apiVersion: v1\nkind: Config\n")
-    result = sandbox.run("read-kubeconfig.sh", {})
-    assert result.rc == 0 and result.stdout == "apiVersion: v1\nkind: Config\n", _explain(result)
 
 
 def test_read_kubeconfig_fails_clearly_without_admin_conf(sandbox: Sandbox) -> None:
