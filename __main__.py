@@ -29,9 +29,6 @@ for warning in settings.warnings + ([SKIP_KUBERNETES_DIFF_NOTE] if skip_kubernet
 config = settings.cluster
 prefix = settings.name_prefix
 nodes = plan_nodes(config, settings.stack)
-# ... and across runs: a kubernetesVersion change must be one kubeadm can upgrade (checked at
-# preview against the version this stack deployed; nothing runs before it passes).
-version_gate = VersionGate(prefix, VersionGateArgs(kubernetes_version=config.kubernetes_version))
 
 # 2. Machines.
 if config.provider == "gcp":
@@ -59,11 +56,14 @@ cluster = KubeadmCluster(
         cluster_name=prefix,
         machines=hosts,
         endpoints=endpoints,
-        gate=version_gate.record,
         skip_kubernetes_diff=skip_kubernetes_diff,
         backup_bucket_url=backup_bucket_url,
     ),
 )
+# ... and across runs: a kubernetesVersion change must be one kubeadm can upgrade, checked at
+# preview against the version this stack recorded, which it records only once every upgrade step
+# succeeded (a failed upgrade is resumed, or the version set back).
+VersionGate(prefix, VersionGateArgs(kubernetes_version=config.kubernetes_version, after=cluster.upgrade_steps))
 
 # 4. Add-ons, on a Kubernetes provider made from the cluster's kubeconfig.
 addons = Addons(

@@ -3,9 +3,15 @@
 kubeadm upgrades one minor at a time and never downgrades. Config validation alone cannot
 know the version a stack runs, so the stack keeps it in a tiny resource of its own: a Pulumi
 dynamic resource whose provider's ``check`` compares the configured version with the one
-stored at the last successful deployment. ``pulumi preview`` and ``pulumi up`` fail there,
-naming the field, before any step runs. (The first control plane checks the live cluster
-again before the upgrade touches a node: ``scripts/check-version.sh``.)
+recorded at the last successful upgrade. ``pulumi preview`` fails there, naming the field (and so
+does `pulumi up`, which previews first); on the nodes, the first control plane checks the live
+cluster again before the upgrade touches a node (``scripts/check-version.sh``).
+
+The record is registered after every upgrade step (``after``): the engine updates it only once
+they all succeeded. A failed upgrade leaves the version that was running recorded, so the next
+`pulumi up` with the same target resumes the upgrade (its failed steps run again), and setting
+``kubernetesVersion`` back to the recorded version is accepted, as it should be: the cluster
+never moved (check-version.sh still refuses it if the cluster itself already runs the newer one).
 
 The provider is serialized into the state and run by the engine's Python dynamic-provider
 host, which does not import this project: the provider class is therefore built inside a
@@ -15,7 +21,8 @@ function (serialized by value) and uses nothing but the standard library and ``p
 from __future__ import annotations
 
 import types
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi.dynamic import ResourceProvider
@@ -98,19 +105,22 @@ class _VersionRecord(pulumi.dynamic.Resource):
 
 class VersionGateArgs(TypedDict):
     kubernetes_version: str
+    #: What must have succeeded before the version is recorded: the version check and every
+    #: upgrade step (KubeadmCluster.upgrade_steps).
+    after: NotRequired[Sequence[pulumi.Resource]]
 
 
 class VersionGate(pulumi.ComponentResource):
-    """Refuses, at preview, a ``kubernetesVersion`` change kubeadm cannot upgrade in one step.
-
-    Depend on it (``depends_on=[gate]``) to run nothing before the check has passed.
-    """
+    """Refuses, at preview, a ``kubernetesVersion`` change kubeadm cannot upgrade in one step, and
+    records a version once the upgrade steps (``after``) succeeded."""
 
     record: pulumi.Resource
 
     def __init__(self, name: str, args: VersionGateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeadm-cluster:index:VersionGate", name, None, opts)
         self.record = _VersionRecord(
-            f"{name}-kubernetes-version", args["kubernetes_version"], pulumi.ResourceOptions(parent=self)
+            f"{name}-kubernetes-version",
+            args["kubernetes_version"],
+            pulumi.ResourceOptions(parent=self, depends_on=list(args.get("after", []))),
         )
         self.register_outputs({FIELD: args["kubernetes_version"]})

@@ -461,7 +461,8 @@ def test_mint_token_with_a_certificate_key_reuploads_the_certificates_first(box:
     _first_control_plane(box)
     result = box.run("mint-token.sh", {"NODE_NAME": "cp-1", "TOKEN_TTL": "1h", "CERTIFICATE_KEY": CERT_KEY, "STUB_UPLOAD_FAILURES": "1"})
     assert result.rc == 0, _explain(result)
-    config = box.path("/etc/kubernetes/tmp/kubeadm-cluster-upload-certs.yaml")
+    # Named for the node: the token steps of several nodes run at once on the first control plane.
+    config = box.path("/etc/kubernetes/tmp/kubeadm-cluster-join-cp-1.yaml")
     admin = box.path("/etc/kubernetes/admin.conf")
     upload = (f"kubeadm init phase upload-certs --config {config} --upload-certs --skip-certificate-key-print "
               f"--kubeconfig {admin}")

@@ -78,6 +78,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     (r"sudo RESTORE_WIPE=1 /usr/local/lib/kubeadm-cluster/etcd-restore\.sh ~kubeadm/backup\.tar\.gz", ELSEWHERE,
      "a control plane (install-maintenance.sh installs the script there; test_etcd_backup restores real etcd with it)"),
     (r"sudo kubeadm certs check-expiration", ELSEWHERE, "a control plane"),
+    (r"pulumi up --(refresh|replace)", ELSEWHERE, "the Pulumi CLI and a deployed stack"),
+    (r"pulumi import gcp:compute/instanceGroupMembership:InstanceGroupMembership <membership resource name> "
+     r"<project>/<zone>/<group>/<instance>", ELSEWHERE, "an HA GCP stack made before the memberships (test_faults)"),
     # Speed, Tests
     (r"(venv/bin/)?python -m tools\.benchmark", RUN, "test_benchmark_runs_as_written, test_benchmark_table_is_what_the_benchmark_prints"),
     (r"venv/bin/python -m tools\.rehearsal up --hold", RUN, "test_rehearsal_command_parses"),

@@ -223,6 +223,9 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "mint-token.sh": [
         "kubeadm init phase upload-certs --config $1 --upload-certs --skip-certificate-key-print --kubeconfig $KUBECONFIG",
+        'kubectl get node $NODE_NAME --ignore-not-found -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        "kubectl -n kube-system delete secret bootstrap-token-${TOKEN%%.*} --ignore-not-found",
+        "kubeadm token create --config $1 --kubeconfig $KUBECONFIG",
         "kubeadm token create --kubeconfig $KUBECONFIG --ttl $TOKEN_TTL --description kubeadm-cluster join of $NODE_NAME",
     ],
     "remove-control-plane.sh": [
@@ -236,6 +239,22 @@ EXPECTED: dict[str, list[str]] = {
         f"{_EXEC} {_ETCDCTL} member remove $REMOVE_MEMBER_ID",
         f"{_ETCDCTL} member remove $REMOVE_MEMBER_ID",
         "kubectl delete node $NODE_NAME --ignore-not-found",
+    ],
+    "resize-node.sh": [
+        "kubectl get node $NODE_NAME -o jsonpath={.metadata.annotations.kubeadm-cluster\\.io/machine-type}",
+        "kubectl get node $NODE_NAME -o jsonpath={.status.capacity.cpu} {.status.capacity.memory}",
+        "kubectl annotate --overwrite node $NODE_NAME $KC_TYPE_ANNOTATION=$MACHINE_TYPE",
+        "kubectl get node $holder --ignore-not-found -o name",
+        'kubectl get node $NODE_NAME -o jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        "kubectl get node $NODE_NAME --ignore-not-found -o name",
+        "kubectl get node $NODE_NAME -o jsonpath={.spec.unschedulable}",
+        "kubectl get node $NODE_NAME -o jsonpath={.metadata.annotations.kubeadm-cluster\\.io/resizing-to}",
+        "kubectl annotate --overwrite node $NODE_NAME $KC_RESIZING_ANNOTATION=$MACHINE_TYPE",
+        "kubectl drain $NODE_NAME --ignore-daemonsets --delete-emptydir-data --timeout=$DRAIN_TIMEOUT",
+        "kubectl get node $NODE_NAME -o jsonpath={.metadata.annotations.kubeadm-cluster\\.io/resizing-to}",
+        "kubectl uncordon $NODE_NAME",
+        "kubectl annotate node $NODE_NAME $KC_RESIZING_ANNOTATION-",
+        "kubectl annotate --overwrite node $NODE_NAME $KC_TYPE_ANNOTATION=$MACHINE_TYPE",
     ],
     "remove-node.sh": [
         "kubectl get --raw=/readyz",
@@ -857,6 +876,8 @@ SAMPLE = {
     "NODE_NAME": "worker-1", "FIRST_NODE_NAME": "cp-0", "DRAIN_TIMEOUT": "300s", "K8S_VERSION": "1.37.0",
     "KC_UPGRADE_ANNOTATION": "kubeadm-cluster.io/upgrading-to", "REMOVE_MEMBER_ID": "8e9e05c52164694d",
     "KC_K8S": "/etc/kubernetes", "KC_ROOT": "",
+    "KC_TYPE_ANNOTATION": "kubeadm-cluster.io/machine-type", "KC_RESIZING_ANNOTATION": "kubeadm-cluster.io/resizing-to",
+    "MACHINE_TYPE": "e2-standard-4", "holder": "worker-2",
 }
 
 
@@ -934,8 +955,14 @@ def test_the_real_kubectl_parses_the_command_line(kubectl: Path, tmp_path: Path,
 CLUSTER_CONFIGURATION = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.36.4\n"
 OBJECTS = {
     "node": {"apiVersion": "v1", "kind": "Node",
-             "metadata": {"name": "worker-1", "annotations": {"kubeadm-cluster.io/upgrading-to": "v1.37.0"}},
-             "status": {"nodeInfo": {"kubeletVersion": "v1.36.4"}}},
+             "metadata": {"name": "worker-1", "annotations": {"kubeadm-cluster.io/upgrading-to": "v1.37.0",
+                                                              "kubeadm-cluster.io/machine-type": "e2-standard-2",
+                                                              "kubeadm-cluster.io/resizing-to": "e2-standard-4"}},
+             "spec": {"unschedulable": True},
+             "status": {"nodeInfo": {"kubeletVersion": "v1.36.4"},
+                        "capacity": {"cpu": "2", "memory": "8131304Ki"},
+                        "conditions": [{"type": "MemoryPressure", "status": "False"},
+                                       {"type": "Ready", "status": "True"}]}},
     "configmap": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
                   "data": {"ClusterConfiguration": CLUSTER_CONFIGURATION}},
 }
@@ -943,6 +970,11 @@ OUTPUTS = {
     ("node", "jsonpath={.status.nodeInfo.kubeletVersion}"): "v1.36.4",
     ("node", "jsonpath={.metadata.annotations.kubeadm-cluster\\.io/upgrading-to}"): "v1.37.0",
     ("node", "name"): "node/worker-1\n",
+    ("node", "jsonpath={.metadata.annotations.kubeadm-cluster\\.io/machine-type}"): "e2-standard-2",
+    ("node", "jsonpath={.metadata.annotations.kubeadm-cluster\\.io/resizing-to}"): "e2-standard-4",
+    ("node", "jsonpath={.spec.unschedulable}"): "true",
+    ("node", "jsonpath={.status.capacity.cpu} {.status.capacity.memory}"): "2 8131304Ki",
+    ("node", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'): "True",
     ("configmap", "jsonpath={.data.ClusterConfiguration}"): CLUSTER_CONFIGURATION,
 }
 

@@ -62,9 +62,39 @@ def test_the_gate_is_registered_with_the_configured_version_and_guards_the_nodes
     gate = plan.named("dev-kubernetes-version")
     assert gate.type == DYNAMIC and gate.input("kubernetesVersion") == "1.36.4"
     check = plan.named("dev-cp-0-version-check")
-    assert gate.urn in plan.ancestors_depend(check), "the node-side version check must come after the gate"
-    prepare = plan.named("dev-general-0-prepare")
-    assert gate.urn in plan.ancestors_depend(prepare), "no node may be touched before the gate passes"
+    for node in ("dev-cp-0", "dev-general-0", "dev-general-1"):
+        assert check.urn in plan.ancestors_depend(plan.named(f"{node}-prepare")), (
+            f"{node}: no node may be touched before the first control plane checked the version"
+        )
+
+
+def test_the_version_is_recorded_only_after_every_upgrade_step() -> None:
+    """The engine updates a resource only once what it depends on succeeded: a record registered
+    after every upgrade step keeps the version that was running when one of them fails, so the
+    next `up` resumes the upgrade, and setting the version back to the recorded one is accepted
+    (the gate's check compares with the record). Registered first, as before, it recorded the
+    new version at the start of the failed `up` and refused the way back as a downgrade."""
+    plan = _plan()
+    gate = plan.named("dev-kubernetes-version")
+    waits_for = plan.ancestors_depend(gate)
+    steps = ["dev-cp-0-version-check", "dev-cp-0-upgrade"] + [
+        f"dev-general-{i}{suffix}" for i in range(2) for suffix in ("-upgrade-drain", "-upgrade", "-upgrade-uncordon")
+    ]
+    missing = [name for name in steps if plan.named(name).urn not in waits_for]
+    assert not missing, f"the version would be recorded before these upgrade steps succeeded: {missing}"
+    ha = run_program(stack_config(controlPlane={"count": 3}), stack="dev")
+    assert ha.error is None, ha.error
+    record = ha.named("dev-kubernetes-version")
+    for node in ("dev-cp-1", "dev-cp-2"):
+        assert ha.named(f"{node}-upgrade").urn in ha.ancestors_depend(record), f"{node}'s upgrade is not waited for"
+
+
+def test_after_a_failed_upgrade_the_way_back_and_the_retry_both_pass(tmp_path: Path) -> None:
+    """1.36.4 recorded, 1.36.5 failed half-way (nothing new recorded): both the retry and the
+    way back to 1.36.4 pass the gate; a way back below the recorded version does not."""
+    back, retry, below = _check(tmp_path, [("1.36.4", "1.36.4"), ("1.36.4", "1.36.5"), ("1.36.4", "1.36.3")])
+    assert back["failures"] == [] and retry["failures"] == [], (back, retry)
+    assert below["failures"] and "older than 1.36.4" in below["failures"][0][1], below
 
 
 @pytest.mark.parametrize(

@@ -155,6 +155,8 @@ class ClusterMocks(pulumi.runtime.Mocks):
             for nic in nics:
                 nic.setdefault("networkIp", fake_ip(name))
             state["networkInterfaces"] = nics
+            # GCE's server-assigned id of the VM (a recreated VM has another one).
+            state.setdefault("instanceId", str(int(hashlib.sha256(name.encode()).hexdigest()[:15], 16)))
         elif typ == "gcp:compute/address:Address":
             external = state.get("addressType") == "EXTERNAL"
             state.setdefault("address", fake_ip(name, "203.0.113") if external else fake_ip(name))

@@ -19,7 +19,16 @@ Day two, driven by config changes alone:
   plane (no minor skipped, no downgrade), node prep switches the package repository, then
   ``kubeadm upgrade apply`` on the first control plane, ``kubeadm upgrade node`` on the other
   control planes one at a time, then the workers in batches of ``upgrade.workerBatchSize``
-  (drained from the first control plane, upgraded, uncordoned).
+  (drained from the first control plane, upgraded, uncordoned); the stack records the version
+  (components/version_gate.py) only once every upgrade step succeeded;
+* a replaced machine (a new VM behind a node's name: its GCE id, ``Machine.identity``, changed)
+  gets its prep, token and join again, after the old machine's Node object (and etcd member) is
+  removed by its ``-identity`` step (delete-before-replace);
+* a join retried by a later ``up`` finds its token and the uploaded certificates valid: the token
+  step makes the node's own token (and certificates) anew in each TOKEN_REFRESH_MINUTES window.
+
+Every step is bounded in time (STEP_TIMEOUTS, lib.sh's watchdog) and never gets its previous
+output back as SSH environment requests.
 
 Every control plane also gets maintenance timers (components/bootstrap/maintenance.py): etcd
 snapshots on the stack's schedule (and one before each of its upgrades, and on the first control
@@ -33,9 +42,12 @@ remote steps with one control plane, whatever the number of workers.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -53,6 +65,11 @@ from components.machines import Endpoints, Machine
 
 #: Lifetime of the token minted for one worker's join (used within minutes).
 WORKER_TOKEN_TTL = "1h"
+#: A node's join token is made anew (same value, fresh lifetime; the control planes' certificates
+#: uploaded again) by the first `pulumi up` of each window of this many minutes, half the token's
+#: lifetime: a join retried by a later `up` (its token or the 2-hour certificate upload expired)
+#: always finds them valid. A node already in the cluster and Ready gets nothing (mint-token.sh).
+TOKEN_REFRESH_MINUTES = 30
 #: Lifetime of the token behind the exported ``joinCommand``.
 EXPORTED_TOKEN_TTL = "24h"
 #: What an owned server runs when it leaves the stack (it keeps running; the VM of GCP does not).
@@ -76,6 +93,33 @@ SCRIPT_SETTINGS: dict[str, tuple[str, ...]] = {
     "upgrade-drain.sh": ("kubernetesVersion", "upgrade"),
     "install-maintenance.sh": ("backup",),
     "etcd-snapshot.sh": (),
+    "resize-node.sh": ("controlPlane", "workerPools", "upgrade"),
+    "jump-host.sh": (),
+    "wait-ssh.sh": (),
+}
+#: How long a step may run, per script, in seconds (KC_STEP_TIMEOUT: lib.sh stops a bundle that
+#: runs longer); a bundle's bound is the sum of its scripts'. Each is the script's own waits at their
+#: longest plus room: node prep waits up to 600 s for cloud-init, 900 s for the apt-daily services
+#: and 600 s for apt's locks before it downloads and installs; a drain is bounded by
+#: upgrade.drainTimeout, at most one hour (components/config.py); a resize waits its turn for up to
+#: two hours (resize-node.sh, KC_RESIZE_WAIT).
+STEP_TIMEOUTS: dict[str, int] = {
+    "preflight.sh": 300,
+    "prepare-node.sh": 3600,
+    "kubeadm-init.sh": 1800,
+    "kubeadm-join.sh": 1800,
+    "mint-token.sh": 600,
+    "read-kubeconfig.sh": 300,
+    "check-version.sh": 600,
+    "upgrade-node.sh": 7200,
+    "upgrade-drain.sh": 5400,
+    "install-maintenance.sh": 600,
+    "etcd-snapshot.sh": 900,
+    "remove-node.sh": 5400,
+    "remove-control-plane.sh": 5400,
+    "resize-node.sh": 12600,
+    "jump-host.sh": 300,
+    "wait-ssh.sh": 1200,
 }
 
 
@@ -85,12 +129,39 @@ class KubeadmClusterArgs(TypedDict):
     #: node name -> machine, control planes first (the plan's order).
     machines: Mapping[str, Machine]
     endpoints: Endpoints
-    #: What must pass before any node is touched (the preview-time version gate).
-    gate: NotRequired[pulumi.Resource]
     #: A preview from outside adminCidrs: the provider gets NO_CLUSTER_KUBECONFIG (config.SKIP_KUBERNETES_DIFF_ENV).
     skip_kubernetes_diff: NotRequired[bool]
     #: GCP: ``gs://<bucket>`` of the stack's etcd backup bucket (else backup.uploadUrl, if any).
     backup_bucket_url: NotRequired[pulumi.Input[str] | None]
+
+
+def step_timeout(step: str | Sequence[str]) -> str:
+    """KC_STEP_TIMEOUT of a bundle of ``step`` (lib.sh's watchdog): the sum of its scripts' bounds."""
+    scripts = [step] if isinstance(step, str) else list(step)
+    missing = [script for script in scripts if script not in STEP_TIMEOUTS]
+    if missing:  # a new script: say how long it may run, or a hung one holds `pulumi up` forever
+        raise KeyError(f"{missing}: add them to STEP_TIMEOUTS with how long they may run")
+    return str(sum(STEP_TIMEOUTS[script] for script in scripts))
+
+
+def token_refresh_window(now: datetime) -> str:
+    """The TOKEN_REFRESH_MINUTES window ``now`` falls in (a join token step's trigger)."""
+    minutes = now.hour * 60 + now.minute
+    start = minutes - minutes % TOKEN_REFRESH_MINUTES
+    return f"{now:%Y-%m-%d}T{start // 60:02d}:{start % 60:02d}Z"
+
+
+def join_token(seed_hex: str, node_name: str) -> str:
+    """A node's own bootstrap token, ``[a-z0-9]{6}.[a-z0-9]{16}``: an HMAC of the node's name under
+    the stack's secret seed. The node always gets the same token, so making it anew (a retried
+    join) changes nothing the join reads. (It is not derived from the machine's identity, which a
+    preview does not know yet for a new VM: the join's inputs stay known.)"""
+    digest = hmac.new(bytes.fromhex(seed_hex), node_name.encode(), hashlib.sha256).digest()
+    number, text = int.from_bytes(digest, "big"), ""
+    while len(text) < 22:
+        number, digit = divmod(number, 36)
+        text += "0123456789abcdefghijklmnopqrstuvwxyz"[digit]
+    return f"{text[:6]}.{text[6:22]}"
 
 
 def node_env(config: ClusterConfig, node_name: str) -> dict[str, str]:
@@ -177,6 +248,9 @@ class KubeadmCluster(pulumi.ComponentResource):
     etcd_backups: pulumi.Output[str]
     #: HA only: the key that encrypts the uploaded control-plane certificates (secret).
     certificate_key: pulumi.Output[str] | None
+    #: The version check and every upgrade step: the stack records a kubernetesVersion only once
+    #: they all succeeded (components/version_gate.py).
+    upgrade_steps: list[pulumi.Resource]
 
     def __init__(self, name: str, args: KubeadmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeadm-cluster:index:KubeadmCluster", name, None, opts)
@@ -195,14 +269,18 @@ class KubeadmCluster(pulumi.ComponentResource):
             secret_stdout: bool = False,
             delete: str | None = None,
             on_change_only: bool = False,
-            triggers: list[str] | None = None,
+            triggers: Sequence[pulumi.Input[str]] | None = None,
         ) -> remote.Command:
             """One step on ``machine``. ``on_change_only``: nothing runs when the resource is
             created; the step runs when its inputs change (the upgrade steps). A change of
-            ``triggers`` replaces the step: it runs again."""
+            ``triggers`` replaces the step: it runs again. Every step is bounded in time
+            (STEP_TIMEOUTS), and no step's previous output is sent back to the node:
+            pulumi-command 1.2.1 sends it as SSH environment requests unless
+            ``add_previous_output_in_env`` is false (provider/pkg/provider/remote/commandOutputs.go),
+            and the output of some steps (tokens, the admin kubeconfig) is a secret."""
             extra = [machine.resource] if machine.resource is not None else []
             scripts = [step] if isinstance(step, str) else step
-            stdin = bundle(step, env)
+            stdin = bundle(step, {**env, "KC_STEP_TIMEOUT": step_timeout(step)})
             undeclared = [script for script in scripts if script not in SCRIPT_SETTINGS]
             if undeclared:  # a new script: say which settings reach it, or a secret one leaks
                 raise KeyError(f"{undeclared}: add them to SCRIPT_SETTINGS with the settings their inputs carry")
@@ -215,7 +293,8 @@ class KubeadmCluster(pulumi.ComponentResource):
                 update=RUN_BUNDLE if on_change_only else None,
                 delete=delete,
                 stdin=stdin,
-                triggers=triggers,
+                triggers=list(triggers) if triggers else None,
+                add_previous_output_in_env=False,
                 logging=remote.Logging.STDERR if secret_stdout else remote.Logging.STDOUT_AND_STDERR,
                 opts=pulumi.ResourceOptions(
                     parent=self,
@@ -224,15 +303,28 @@ class KubeadmCluster(pulumi.ComponentResource):
                 ),
             )
 
-        def leave(resource_name: str, script: str | list[str], env: Mapping[str, str], join: pulumi.Resource) -> None:
-            """Runs ``script`` on the first control plane when the joined node leaves the stack
-            (count lowered, pool removed, destroy): before its machine is deleted, since this
-            depends on the join, which depends on the machine. Nothing runs on create."""
-            remote.Command(
+        def leave(
+            resource_name: str,
+            script: str | list[str],
+            env: Mapping[str, str],
+            after: list[pulumi.Resource],
+            identity: pulumi.Input[str] | None = None,
+        ) -> remote.Command:
+            """Runs ``script`` on the first control plane when the resource goes: when the node
+            leaves the stack (count lowered, pool removed, destroy), before its machine is deleted
+            (it depends on ``after``, which depend on the machine); with ``identity``, also when the
+            node's machine is replaced (a new identity replaces the resource, the old one deleted
+            first). Nothing runs on create."""
+            timed = {**env, "KC_STEP_TIMEOUT": step_timeout(script)}
+            return remote.Command(
                 resource_name,
                 connection=first.connection,
-                delete=f"sudo bash -c {shlex.quote(render_bundle(script, env))}",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[join]),
+                delete=f"sudo bash -c {shlex.quote(render_bundle(script, timed))}",
+                triggers=[identity] if identity is not None else None,
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=after, delete_before_replace=True if identity is not None else None
+                ),
             )
 
         # 0. A kubernetesVersion change is checked against the running cluster first: no minor
@@ -243,12 +335,18 @@ class KubeadmCluster(pulumi.ComponentResource):
             first,
             "check-version.sh",
             {"K8S_VERSION": config.kubernetes_version},
-            [args["gate"]] if "gate" in args else [],
+            [],
             on_change_only=True,
         )
+        self.upgrade_steps = [version_check]
 
         # 1. Every node: preflight against the hardware truth, then container runtime + kubeadm,
         #    and the API endpoint name in /etc/hosts (a joining control plane: the first one's).
+        def identity_trigger(machine: Machine) -> list[pulumi.Input[str]] | None:
+            """The triggers of a step that must run again on a replaced machine: its identity
+            (GCE's instance id, new for each VM). None where there is none (own servers)."""
+            return [machine.identity] if machine.identity is not None else None
+
         def final_ip(machine: Machine) -> pulumi.Input[str]:
             return machine.internal_ip if machine.node.is_control_plane else endpoints.internal
 
@@ -266,6 +364,8 @@ class KubeadmCluster(pulumi.ComponentResource):
                     ),
                 },
                 [version_check],
+                # A replaced machine (a new VM behind the same name) is prepared again.
+                triggers=identity_trigger(machine),
             )
             for node_name, machine in machines.items()
         }
@@ -318,6 +418,7 @@ class KubeadmCluster(pulumi.ComponentResource):
                 "install-maintenance.sh",
                 upkeep.install_env(config, machine.node.name, backup_upload),
                 [after],
+                triggers=identity_trigger(machine),
             )
 
         maintain(first, prepared[first.node.name])
@@ -387,6 +488,15 @@ class KubeadmCluster(pulumi.ComponentResource):
             on_change_only=True,
         )
         self.node_ready = {first.node.name: init}
+        self.upgrade_steps.append(previous_upgrade)
+        # Each node's join token is derived from this secret (join_token), so that the token step
+        # can make the same token anew whenever a join may need it (TOKEN_REFRESH_MINUTES).
+        token_seed = random.RandomBytes(
+            f"{name}-join-token-seed",
+            length=32,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["hex", "base64"]),
+        )
+        refresh_window = token_refresh_window(upkeep.utcnow())
 
         def join_node(
             machine: Machine,
@@ -394,20 +504,37 @@ class KubeadmCluster(pulumi.ComponentResource):
             after: list[pulumi.Resource],
             token_env: Mapping[str, pulumi.Input[str]],
             join_env: Mapping[str, pulumi.Input[str]],
+            removal: tuple[str | list[str], dict[str, str]],
             control_plane_taints: list[dict[str, str]] | None = None,
         ) -> remote.Command:
             """A token minted on the first control plane for this node alone, then its kubeadm
-            join with the CA pinned (``discovery``: where it fetches the cluster's info)."""
+            join with the CA pinned (``discovery``: where it fetches the cluster's info).
+
+            A machine with an identity (a VM) also gets a ``-identity`` step on the first control
+            plane whose delete runs ``removal`` (the script and inputs that take a node out of the
+            cluster): a new machine behind the node (its identity changed: the VM was recreated)
+            replaces it, and the old one is deleted first, so the old machine's Node object (and
+            etcd member) is removed before the new machine's token and join, which wait for it.
+            (A whole VM replacement in one `up` deletes it even earlier, with the old VM: Pulumi
+            deletes what would be replaced by a delete-before-replace resource first.)"""
             node_name = machine.node.name
             # Only a control plane needs the key (to fetch the uploaded certificates).
             key = (self.certificate_key if machine.node.is_control_plane else None) or ""
+            before_token = list(after)
+            if machine.identity is not None:
+                extra = [machine.resource] if machine.resource is not None else []
+                before_token.append(
+                    leave(f"{node_name}-identity", removal[0], removal[1], [init, *extra], identity=machine.identity)
+                )
+            own_token = pulumi.Output.secret(token_seed.hex.apply(lambda seed: join_token(seed, node_name)))
             token = run(
                 f"{node_name}-join-token",
                 first,
                 "mint-token.sh",
-                {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL, **token_env},
-                after,
+                {"NODE_NAME": node_name, "TOKEN_TTL": WORKER_TOKEN_TTL, "TOKEN": own_token, **token_env},
+                before_token,
                 secret_stdout=True,
+                triggers=[*(identity_trigger(machine) or []), refresh_window],
             )
             join_config = pulumi.Output.secret(
                 pulumi.Output.all(
@@ -432,6 +559,8 @@ class KubeadmCluster(pulumi.ComponentResource):
                 [prepared[node_name], token],
                 # A server you own stays behind when it leaves the stack: reset it. A VM is deleted.
                 delete=None if machine.resource is not None else RESET_ON_DELETE,
+                # A replaced machine joins again.
+                triggers=identity_trigger(machine),
             )
             self.node_ready[node_name] = join
             return join
@@ -442,12 +571,24 @@ class KubeadmCluster(pulumi.ComponentResource):
         previous_join: pulumi.Resource = init
         for machine in control_planes:
             node_name = machine.node.name
+            # A snapshot on the first control plane before a control plane leaves; a failed one
+            # is a warning (a dead cluster must not keep its machines).
+            removal: tuple[str | list[str], dict[str, str]] = (
+                ["etcd-snapshot.sh", "remove-control-plane.sh"],
+                {
+                    "NODE_NAME": node_name,
+                    "FIRST_NODE_NAME": first.node.name,
+                    "DRAIN_TIMEOUT": drain_timeout,
+                    **upkeep.snapshot_env(f"{upkeep.PRE_REMOVE}-{node_name}", required=False),
+                },
+            )
             join = join_node(
                 machine,
                 first.internal_ip,
                 [previous_join, previous_upgrade],
                 certificate_env,
                 {"CONTROL_PLANE": "1", **endpoint_env(endpoints, machine.internal_ip)},
+                removal,
                 kubeadm_config.control_plane_taints(config),
             )
             previous_join = join
@@ -459,36 +600,22 @@ class KubeadmCluster(pulumi.ComponentResource):
                 [previous_upgrade, prepared[node_name]],
                 on_change_only=True,
             )
-            # A snapshot on the first control plane before a control plane leaves; a failed one
-            # is a warning (a dead cluster must not keep its machines).
-            leave(
-                f"{node_name}-membership",
-                ["etcd-snapshot.sh", "remove-control-plane.sh"],
-                {
-                    "NODE_NAME": node_name,
-                    "FIRST_NODE_NAME": first.node.name,
-                    "DRAIN_TIMEOUT": drain_timeout,
-                    **upkeep.snapshot_env(f"{upkeep.PRE_REMOVE}-{node_name}", required=False),
-                },
-                join,
-            )
+            self.upgrade_steps.append(previous_upgrade)
+            leave(f"{node_name}-membership", *removal, [join])
 
         # 7. Each worker, all in parallel, through the API endpoint. A new worker joins after the
         #    control planes' upgrades (a kubelet never outruns the API server).
         for machine in workers:
+            removal = ("remove-node.sh", {"NODE_NAME": machine.node.name, "DRAIN_TIMEOUT": drain_timeout})
             join = join_node(
                 machine,
                 endpoints.internal,
                 [init, previous_upgrade],
                 {},
                 endpoint_env(endpoints, endpoints.internal),
+                removal,
             )
-            leave(
-                f"{machine.node.name}-membership",
-                "remove-node.sh",
-                {"NODE_NAME": machine.node.name, "DRAIN_TIMEOUT": drain_timeout},
-                join,
-            )
+            leave(f"{machine.node.name}-membership", *removal, [join])
 
         # 8. Worker upgrades after the control planes', upgrade.workerBatchSize at a time: drained
         #    from the first control plane, upgraded on the worker, uncordoned from the first.
@@ -524,6 +651,7 @@ class KubeadmCluster(pulumi.ComponentResource):
                     on_change_only=True,
                 )
             )
+            self.upgrade_steps += [drain, upgrade, done[-1]]
 
         self.control_plane_endpoint = endpoints.public.apply(
             lambda host: f"https://{host}:{kubeadm_config.API_SERVER_PORT}"

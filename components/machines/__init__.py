@@ -25,6 +25,10 @@ class Machine:
     connection: remote.ConnectionArgs
     #: The resource whose creation makes the machine exist (the VM), if any.
     resource: pulumi.Resource | None = None
+    #: What tells this machine from an earlier one behind the same node name (GCE: the instance's
+    #: id, new whenever the VM is recreated). When it changes the node's steps run again and the
+    #: old machine's Node object is removed. None: not known (own servers).
+    identity: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,12 @@ class ExistingMachines(pulumi.ComponentResource):
         bastion = hosts.bastion
         proxy = (
             remote.ProxyConnectionArgs(
-                host=bastion.address, user=bastion.user, port=bastion.port, private_key=private_key
+                host=bastion.address,
+                user=bastion.user,
+                port=bastion.port,
+                private_key=private_key,
+                dial_error_limit=10,
+                per_dial_timeout=30,
             )
             if bastion is not None
             else None

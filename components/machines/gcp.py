@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 import pulumi
@@ -12,6 +12,8 @@ import pulumi_tls as tls
 from pulumi_command import remote
 
 from components import hardware, versions
+from components.bootstrap import step_timeout
+from components.bootstrap.scripts import RUN_BUNDLE, bundle
 from components.config import ClusterConfig, GcpSettings
 from components.machines import Endpoints, Machine
 from components.nodes import STORAGE_DEVICE_NAME, NodeSpec
@@ -29,6 +31,16 @@ BACKUP_NONCURRENT_DAYS = 7
 #: Where Google's load-balancer health checks come from (internal and backend-service-based
 #: external passthrough Network Load Balancers).
 HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22")
+#: sshd's MaxStartups on the first control plane, the jump host (jump-host.sh): connections still
+#: authenticating before sshd refuses some (start:rate:full). At most about two per node start at
+#: the same moment (a node's own step, through this host, and a step on this host for that node:
+#: its token, its wait), so 512 covers 250 nodes, more than a /24 subnet holds. The stock 10:30:100
+#: refuses 30 % of them beyond 10 (sshd_config(5)).
+SSHD_MAX_STARTUPS = "512:30:1024"
+#: How often and how long a step's SSH connection tries to reach a node (pulumi-command's
+#: dialErrorLimit and perDialTimeout, seconds): a booting VM answers within minutes.
+DIAL_ERROR_LIMIT = 30
+PER_DIAL_TIMEOUT = 30
 
 
 def backup_bucket_name(project: str, prefix: str) -> str:
@@ -132,8 +144,8 @@ class ApiLoadBalancerArgs(TypedDict):
     network: pulumi.Input[str]
     subnetwork: pulumi.Input[str]
     control_plane_tag: str
-    #: The control-plane VMs (the backends).
-    instances: Sequence[gcp.compute.Instance]
+    #: The control-plane VMs (the backends), by node name.
+    instances: Mapping[str, gcp.compute.Instance]
     #: Static addresses of the two forwarding rules.
     internal_address: pulumi.Input[str]
     public_address: pulumi.Input[str]
@@ -148,6 +160,15 @@ class ApiLoadBalancer(pulumi.ComponentResource):
     TCP health check on 6443: an internal load balancer (what nodes dial, through the endpoint
     name) and an external one on the static public address (what admins dial; the firewall
     still admits only ``adminCidrs``, since passthrough keeps the client's address).
+
+    Each VM is in the group through an ``InstanceGroupMembership`` of its own, not the group's
+    ``instances`` list: GCE drops a deleted VM from an unmanaged group, and a VM recreated under
+    the same name has the same self link, so a group listing it sees no change and never adds it
+    back (hashicorp/terraform-provider-google #4705, #18800; the provider's own answer is this
+    resource, whose ``instance`` forces a new membership). The membership takes the VM's name, an
+    output of the VM, as an input: when the VM is replaced (delete first, its name being fixed), Pulumi deletes the
+    membership before the VM and creates it again for the new one; a VM deleted by hand is found
+    missing by `pulumi refresh` (or `pulumi up --refresh`), and its membership with it.
     """
 
     def __init__(self, name: str, args: ApiLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -159,11 +180,20 @@ class ApiLoadBalancer(pulumi.ComponentResource):
             name=f"{prefix}-control-planes",
             zone=settings.zone,
             network=args["network"],
-            instances=[instance.self_link for instance in args["instances"]],
             named_ports=[gcp.compute.InstanceGroupNamedPortArgs(name="kube-api", port=API_SERVER_PORT)],
             description="The control-plane VMs behind the Kubernetes API load balancers",
             opts=child,
         )
+        for node_name, instance in args["instances"].items():
+            gcp.compute.InstanceGroupMembership(
+                f"{name}-member-{node_name}",
+                instance_group=group.name,
+                # The VM's name (the provider expands it in the group's zone) as an output of the VM:
+                # what depends on the replaced VM is what Pulumi replaces with it.
+                instance=instance.name,
+                zone=settings.zone,
+                opts=child,
+            )
         health = gcp.compute.RegionHealthCheck(
             f"{name}-health",
             name=f"{prefix}-api-health",
@@ -377,9 +407,50 @@ class GcpMachines(pulumi.ComponentResource):
             }
         )
         private_key = self.ssh_private_key
-        jump = remote.ProxyConnectionArgs(host=ssh_ip.address, user=SSH_USER, private_key=private_key)
+        jump = remote.ProxyConnectionArgs(
+            host=ssh_ip.address,
+            user=SSH_USER,
+            private_key=private_key,
+            dial_error_limit=DIAL_ERROR_LIMIT,
+            per_dial_timeout=PER_DIAL_TIMEOUT,
+        )
+        # Steps of the machines stage on the first control plane (all direct, no jump host).
+        on_first = remote.ConnectionArgs(
+            host=ssh_ip.address,
+            user=SSH_USER,
+            private_key=private_key,
+            dial_error_limit=DIAL_ERROR_LIMIT,
+            per_dial_timeout=PER_DIAL_TIMEOUT,
+        )
+
+        def step(
+            resource_name: str,
+            script: str,
+            env: dict[str, pulumi.Input[str]],
+            after: Sequence[pulumi.Resource],
+            on_change_only: bool = False,
+            triggers: list[pulumi.Input[str]] | None = None,
+        ) -> remote.Command:
+            """A step on the first control plane (as components.bootstrap runs its steps: the script
+            in a bundle on stdin, bounded in time). ``on_change_only``: it runs when its inputs
+            change, not when it is created."""
+            return remote.Command(
+                resource_name,
+                connection=on_first,
+                create=None if on_change_only else RUN_BUNDLE,
+                update=RUN_BUNDLE if on_change_only else None,
+                stdin=bundle(script, {**env, "KC_STEP_TIMEOUT": step_timeout(script)}),
+                triggers=triggers,
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+            )
 
         self.machines = {}
+        instances: dict[str, gcp.compute.Instance] = {}
+        # The first control plane's VM first: the other nodes' steps go through it.
+        nodes.sort(key=lambda planned: not planned.is_first_control_plane)
+        first_resized: pulumi.Resource | None = None
+        sshd: pulumi.Resource | None = None
         for node in nodes:
             # The series decides: N4, C4 and C4A take Hyperdisk only, boot disk included.
             disk_type = hardware.disk_type(node.machine_type)
@@ -398,6 +469,27 @@ class GcpMachines(pulumi.ComponentResource):
             first = node.name == first_cp.name
             access = [gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(nat_ip=ssh_ip.address)] if first else []
             tags = [network.node_tag] + ([network.control_plane_tag] if node.is_control_plane else [])
+            # A machine type change: GCE stops the VM to apply it (allow_stopping_for_update), and
+            # Pulumi would update every VM of a pool at once. So each VM's update waits for its
+            # node's drain, and the drains take turns (a lease on the first control plane,
+            # resize-node.sh): one node at a time is out of service. The first control plane goes
+            # first and alone (the others' steps run through it). These steps run nothing when they
+            # are created, nor when only something else changes (see resize-node.sh).
+            spec = hardware.lookup_machine_type(node.machine_type)
+            resize_env: dict[str, pulumi.Input[str]] = {
+                "NODE_NAME": node.name,
+                "MACHINE_TYPE": node.machine_type,
+                "MACHINE_VCPUS": str(int(spec.vcpus)) if spec else "1",
+                "MACHINE_MEMORY_MB": str(spec.memory_mb) if spec else "1",
+                "DRAIN_TIMEOUT": config.upgrade.drain_timeout,
+            }
+            resize_drain = step(
+                f"{node.name}-resize-drain",
+                "resize-node.sh",
+                {"ACTION": "drain", **resize_env},
+                [first_resized] if first_resized is not None else [],
+                on_change_only=True,
+            )
             instance = gcp.compute.Instance(
                 node.name,
                 name=node.name,
@@ -427,7 +519,15 @@ class GcpMachines(pulumi.ComponentResource):
                 tags=tags,
                 labels={"kubeadm-cluster": prefix, "pool": node.pool, "role": node.role},
                 allow_stopping_for_update=True,
-                opts=child,
+                # A VM is replaced (a new boot disk or image) delete first: its name is fixed.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[resize_drain], delete_before_replace=True),
+            )
+            resize_uncordon = step(
+                f"{node.name}-resize-uncordon",
+                "resize-node.sh",
+                {"ACTION": "uncordon", **resize_env},
+                [instance],
+                on_change_only=True,
             )
             ip = instance.network_interfaces.apply(lambda nics: str(nics[0].network_ip or ""))
             connection = remote.ConnectionArgs(
@@ -435,13 +535,43 @@ class GcpMachines(pulumi.ComponentResource):
                 user=SSH_USER,
                 private_key=private_key,
                 proxy=None if first else jump,
-                dial_error_limit=30,
-                per_dial_timeout=30,
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT,
             )
-            self.machines[node.name] = Machine(node=node, internal_ip=ip, connection=connection, resource=instance)
+            # GCE's id of this very VM: a VM recreated under the same name has another one.
+            identity = instance.instance_id.apply(lambda value: str(value or ""))
+            ready: pulumi.Resource = instance
+            if first:
+                first_resized = resize_uncordon
+                # The jump host accepts as many starting SSH connections as `up` opens through it.
+                sshd = step(
+                    f"{node.name}-sshd",
+                    "jump-host.sh",
+                    {"SSHD_MAX_STARTUPS": SSHD_MAX_STARTUPS},
+                    [instance],
+                    triggers=[identity],
+                )
+            else:
+                # Reached through the jump host: its first step waits until it accepts the key.
+                ready = step(
+                    f"{node.name}-reachable",
+                    "wait-ssh.sh",
+                    {
+                        "NODE_NAME": node.name,
+                        "NODE_ADDRESS": ip,
+                        "SSH_USER": SSH_USER,
+                        "SSH_PUBLIC_KEY": key.public_key_openssh.apply(str.strip),
+                    },
+                    [instance] + ([sshd] if sshd is not None else []),
+                    triggers=[identity],
+                )
+            self.machines[node.name] = Machine(
+                node=node, internal_ip=ip, connection=connection, resource=ready, identity=identity
+            )
+            instances[node.name] = instance
 
         if ha:
-            instances = {n: m.resource for n, m in self.machines.items() if m.node.is_control_plane}
+            control_planes = {n: i for n, i in instances.items() if self.machines[n].node.is_control_plane}
             ApiLoadBalancer(
                 f"{name}-api",
                 ApiLoadBalancerArgs(
@@ -450,10 +580,10 @@ class GcpMachines(pulumi.ComponentResource):
                     network=network.network,
                     subnetwork=network.subnetwork,
                     control_plane_tag=network.control_plane_tag,
-                    instances=[r for r in instances.values() if isinstance(r, gcp.compute.Instance)],
+                    instances=control_planes,
                     internal_address=lb_internal_ip.address,
                     public_address=public_ip.address,
-                    public_after=[r for r in [instances.get(first_cp.name)] if r is not None],
+                    public_after=[instances[first_cp.name]],
                 ),
                 opts=child,
             )

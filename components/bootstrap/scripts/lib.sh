@@ -24,6 +24,7 @@
 # KC_VERSION_ATTEMPTS (5: reads of the cluster's version, kc_cluster_version); before the first
 # apt-get of a bundle (kc_apt_settle): KC_CLOUD_INIT_TIMEOUT (600 s), KC_APT_IDLE_TIMEOUT (900 s:
 # the apt-daily services), KC_APT_LOCK_TIMEOUT (600 s: apt's locks), KC_APT_POLL (5 s).
+# KC_STEP_TIMEOUT (seconds; unset: none): the step's time bound (see the end of this file).
 set -euo pipefail
 
 KC_ROOT=${KC_ROOT:-}
@@ -411,3 +412,80 @@ kc_check_version() {
 kc_check_duration() {
   [[ $2 =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]] || kc_die "$1 must be a duration like 300s or 5m, not '$2'"
 }
+
+# --- the step's time bound ---------------------------------------------------------------------
+# A step must end: pulumi-command waits for its SSH session as long as it lasts, and a hung
+# `kubeadm join`, a stalled download or a wait that never ends would hold `pulumi up` forever.
+# With KC_STEP_TIMEOUT (whole seconds; the program exports one per step) a watchdog runs next to
+# the bundle: when the time is up it stops every process the bundle started, then the bundle
+# itself, which reports the timeout and exits 124 after its cleanup (the kc_on_exit hooks). It
+# only ever signals the bundle's own descendants (found through /proc), never a process group: a
+# test runner or an SSH session around the bundle is left alone. The watchdog keeps none of the
+# bundle's output descriptors open, so a bundle that ends in time ends at once.
+
+# kc_descendants PID : the PIDs of PID's descendants (children first), read from /proc.
+kc_descendants() {
+  local stat pid rest ppid child current
+  local -A parent=()
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    { rest=$(<"$stat"); } 2>/dev/null || continue
+    rest=${rest##*) } # the command name may hold spaces and parentheses: what follows the last ")"
+    read -r _ ppid _ <<<"$rest"
+    parent[$pid]=$ppid
+  done
+  local -a queue=("$1")
+  while ((${#queue[@]})); do
+    current=${queue[0]}
+    queue=("${queue[@]:1}")
+    for child in "${!parent[@]}"; do
+      if [[ ${parent[$child]} == "$current" ]]; then
+        printf '%s\n' "$child"
+        queue+=("$child")
+      fi
+    done
+  done
+}
+
+# kc_watchdog MAIN SECONDS : (in the background) after SECONDS, TERM to MAIN and to each of its
+# descendants but this watchdog; KILL to whatever is left 10 seconds later. A TERM ends it early.
+kc_watchdog() {
+  local main=$1 seconds=$2 sleeper pid signal
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  sleep "$seconds" &
+  sleeper=$!
+  wait "$sleeper" || exit 0
+  for signal in TERM KILL; do
+    kill "-$signal" "$main" 2>/dev/null || return 0
+    for pid in $(kc_descendants "$main"); do
+      [[ $pid == "$BASHPID" ]] || kill "-$signal" "$pid" 2>/dev/null || true
+    done
+    sleep 10 &
+    sleeper=$!
+    wait "$sleeper" || exit 0
+  done
+}
+
+# kc_timed_out : the bundle's TERM handler: the step ran out of time.
+kc_timed_out() {
+  trap - TERM
+  printf '[kubeadm-cluster %s] ERROR: %s\n' "$KC_STEP" \
+    "the step ran longer than its bound of ${KC_STEP_TIMEOUT}s (KC_STEP_TIMEOUT) and was stopped" >&2
+  exit 124
+}
+
+# kc_watchdog_stop : the bundle ended in time: the watchdog goes too.
+kc_watchdog_stop() {
+  kill -TERM "$KC_WATCHDOG_PID" 2>/dev/null || true
+  wait "$KC_WATCHDOG_PID" 2>/dev/null || true
+}
+
+if [[ -n ${KC_STEP_TIMEOUT:-} && -z ${KC_WATCHDOG_PID:-} ]]; then
+  [[ $KC_STEP_TIMEOUT =~ ^[1-9][0-9]*$ ]] ||
+    kc_die "KC_STEP_TIMEOUT must be a positive whole number of seconds, not '$KC_STEP_TIMEOUT'"
+  trap kc_timed_out TERM
+  kc_watchdog "$$" "$KC_STEP_TIMEOUT" </dev/null >/dev/null 2>&1 &
+  KC_WATCHDOG_PID=$!
+  kc_on_exit kc_watchdog_stop
+fi
