@@ -14,6 +14,8 @@ from components.bootstrap import KubeadmCluster, KubeadmClusterArgs
 from components.config import SKIP_KUBERNETES_DIFF_NOTE, ConfigError, kubernetes_diff_skipped, load_settings
 from components.machines.existing import ExistingMachines, ExistingMachinesArgs
 from components.machines.gcp import SSH_USER, GcpMachines, GcpMachinesArgs
+from components.machines.local import LocalMachines, LocalMachinesArgs
+from components.machines.localvm.image import USER as LOCAL_SSH_USER
 from components.nodes import plan_nodes
 from components.version_gate import VersionGate, VersionGateArgs
 
@@ -42,6 +44,16 @@ if config.provider == "gcp":
     pulumi.export("sshHost", machines.ssh_host)
     pulumi.export("sshUser", SSH_USER)
     pulumi.export("sshPrivateKey", machines.ssh_private_key)
+elif config.provider == "local":
+    vms = LocalMachines(prefix, LocalMachinesArgs(config=config, nodes=nodes, stack=settings.stack))
+    hosts, endpoints = vms.machines, vms.endpoints
+    nodes = vms.nodes  # the plan with the VMs' Ceph disk paths, which the add-ons read
+    backup_bucket_url = None
+    # Each VM's SSH on this machine's loopback: ssh -i key -p <port> kubeadm@127.0.0.1
+    pulumi.export("sshHost", "127.0.0.1")
+    pulumi.export("sshPorts", vms.ssh_ports)
+    pulumi.export("sshUser", LOCAL_SSH_USER)
+    pulumi.export("sshPrivateKey", vms.ssh_private_key)
 else:
     secret_key = pulumi.Config("kubeadm-cluster").require_secret("sshPrivateKey")
     own = ExistingMachines(prefix, ExistingMachinesArgs(config=config, nodes=nodes, ssh_private_key=secret_key))

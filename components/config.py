@@ -220,8 +220,17 @@ def _own_servers(info: ValidationInfo) -> bool:
     return isinstance(info.context, Mapping) and info.context.get("provider") == "existing"
 
 
+def _local_vms(info: ValidationInfo) -> bool:
+    """Whether the stack is ``provider: local``: its machines are QEMU VMs on this machine, whose
+    machine type is a shape (``local-CPUS-MB`` or a GCE type's vCPUs and memory)."""
+    return isinstance(info.context, Mapping) and info.context.get("provider") == "local"
+
+
 def _machine_type_check(value: str, info: ValidationInfo) -> str:
-    problems = [] if _own_servers(info) else hardware.machine_type_problems(value)
+    if _local_vms(info):
+        problems = hardware.local_machine_type_problems(value)
+    else:
+        problems = [] if _own_servers(info) else hardware.machine_type_problems(value)
     if problems:
         raise ValueError("; ".join(problems))
     return value
@@ -242,7 +251,7 @@ def _storage_disk_check(value: int, info: ValidationInfo) -> int:
 
 def _disk_size_limits(group: "ControlPlaneConfig | WorkerPoolConfig", info: ValidationInfo) -> None:
     """GCE's largest disk of the type the machine series takes (boot and Ceph disk alike)."""
-    if _own_servers(info):
+    if _own_servers(info) or _local_vms(info):
         return
     disk_type = hardware.disk_type(group.machine_type)
     problems = [
@@ -790,10 +799,63 @@ class ExistingHostsConfig(_Model):
         ]
 
 
+#: Base images a local VM may boot (``local.image``) and the ones built today.
+LOCAL_IMAGES = ("debian-13", "debian-12", "ubuntu-24.04")
+LOCAL_IMAGES_BUILT = ("debian-13", "debian-12")
+
+
+class LocalConfig(_Model):
+    """``provider: local``: the cluster's machines are QEMU VMs on the machine running ``pulumi up``."""
+
+    #: The base image every VM boots (built once per machine, cached).
+    image: Literal["debian-13", "debian-12", "ubuntu-24.04"] = "debian-13"
+    #: ``auto``: KVM only when a probe shows it boots a stock kernel, else software emulation.
+    accelerator: Literal["auto", "tcg", "kvm"] = "auto"
+    #: Where the stack's VM disks, consoles and pid files live ("": ~/.cache/kubeadm-cluster/local/<stack>).
+    state_dir: str = ""
+    #: SSH of VM i is forwarded to 127.0.0.1:(sshPortBase + i) (0: a base derived from the stack name).
+    ssh_port_base: int = 0
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if value not in LOCAL_IMAGES_BUILT:
+            raise ValueError(
+                f"{value} is not built for local VMs yet (its cloud image needs a download this program does not "
+                f"verify yet); use {' or '.join(LOCAL_IMAGES_BUILT)}"
+            )
+        return value
+
+    @field_validator("accelerator")
+    @classmethod
+    def _accelerator(cls, value: str) -> str:
+        if value == "kvm":
+            from components.machines.localvm import accel  # here: components.machines imports this module
+
+            problems = accel.kvm_problems()
+            if problems:
+                raise ValueError(f"kvm cannot boot a stock kernel here: {problems[0]}; use auto or tcg")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        if value and not (value.startswith("/") or value.startswith("~/")):
+            raise ValueError(f"{value!r} is not an absolute path (or one under ~/)")
+        return value
+
+    @field_validator("ssh_port_base")
+    @classmethod
+    def _port_base(cls, value: int) -> int:
+        if value and not 1024 <= value <= 65000:
+            raise ValueError(f"{value} is out of range: 1024 to 65000 (or 0 for a base derived from the stack name)")
+        return value
+
+
 class ClusterConfig(_Model):
     """The whole ``kubeadm-cluster:`` namespace of a stack."""
 
-    provider: Literal["gcp", "existing"] = "gcp"
+    provider: Literal["gcp", "existing", "local"] = "gcp"
     kubernetes_version: str = versions.KUBERNETES_DEFAULT_VERSION
     admin_cidrs: list[str]
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
@@ -810,6 +872,8 @@ class ClusterConfig(_Model):
     upgrade: UpgradeConfig = Field(default_factory=UpgradeConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     existing_hosts: ExistingHostsConfig | None = None
+    #: ``provider: local``: the VMs' image, accelerator, state directory and SSH ports.
+    local: LocalConfig = Field(default_factory=LocalConfig)
     #: Let ``adminCidrs`` cover the whole IPv4 internet (SSH and the API server open to anyone):
     #: refused unless this says so, here and in the policy pack (which reads the same key).
     allow_admin_from_internet: bool = False
@@ -891,6 +955,10 @@ class ClusterConfig(_Model):
                     )
         elif self.existing_hosts is not None:
             raise ValueError("existingHosts is only used with provider 'existing'")
+        if self.provider == "local" or "local" in self.model_fields_set:
+            local_problems = self._local_problems()
+            if local_problems:
+                raise _Problems(local_problems)
         if self.rook.enabled and not self.storage_node_count:
             raise ValueError(
                 "rook.enabled is true but no node has a storage disk: set controlPlane.storageDiskSizeGb "
@@ -907,6 +975,32 @@ class ClusterConfig(_Model):
         if problems:
             raise _Problems(problems)
         return self
+
+    def _local_problems(self) -> list[tuple[str, str]]:
+        """``provider: local``: one control plane (no load balancer in front of several yet), node
+        addresses from network.subnetCidr (VM i gets host address 10 + i), and no cluster range on
+        QEMU's user-mode network 10.0.2.0/24, which every VM has as its NAT."""
+        if self.provider != "local":
+            return [("local", "is only used with provider 'local' (QEMU VMs on this machine)")]
+        problems: list[tuple[str, str]] = []
+        if self.control_plane.count != 1:
+            problems.append((
+                "controlPlane.count",
+                f"{self.control_plane.count} control planes: provider 'local' builds one (an HA control plane needs "
+                "a load balancer in front of the API servers, which local VMs do not have yet)",
+            ))
+        qemu_nat = ipaddress.IPv4Network("10.0.2.0/24")
+        for key, cidr in (("subnetCidr", self.network.subnet_cidr), ("podCidr", self.network.pod_cidr),
+                          ("serviceCidr", self.network.service_cidr)):
+            if _network(cidr).overlaps(qemu_nat):
+                problems.append((f"network.{key}", f"{cidr} overlaps QEMU's user-mode network {qemu_nat} (every local "
+                                 "VM's NAT): move it elsewhere"))
+        nodes = self.control_plane.count + sum(pool.count for pool in self.worker_pools)
+        subnet = _network(self.network.subnet_cidr)
+        if subnet.num_addresses - 11 < nodes:
+            problems.append(("network.subnetCidr", f"{subnet} has too few addresses for {nodes} local VMs (they take "
+                             "host addresses from .10 on)"))
+        return problems
 
     def _admin_access_problems(self) -> list[tuple[str, str]]:
         """adminCidrs that together admit every IPv4 address (``0.0.0.0/1`` + ``128.0.0.0/1`` too)."""
@@ -1054,11 +1148,12 @@ class ClusterConfig(_Model):
                 "workers has NoSchedule/NoExecute taints): the add-ons tolerate what they need, but your "
                 "own pods need tolerations; set controlPlane.schedulable or add a pool without taints"
             )
-        if self.provider == "gcp":
+        if self.provider in ("gcp", "local"):
+            advise = hardware.machine_type_warnings if self.provider == "gcp" else hardware.local_machine_type_warnings
             for where, machine_type in [("controlPlane", self.control_plane.machine_type)] + [
                 (f"workerPools[{pool.name}]", pool.machine_type) for pool in self.worker_pools
             ]:
-                notes += [f"{where}.machineType: {text}" for text in hardware.machine_type_warnings(machine_type)]
+                notes += [f"{where}.machineType: {text}" for text in advise(machine_type)]
         else:
             machine_fields = {"machine_type", "disk_size_gb", "storage_disk_size_gb"}
             for where, group in [("controlPlane", self.control_plane)] + [
@@ -1378,9 +1473,9 @@ def ssh_private_key_problems(values: Mapping[str, str], secret_keys: frozenset[s
     where = f"{NAMESPACE}:sshPrivateKey"
     provider, key = values.get("provider", "gcp"), values.get("sshPrivateKey")
     set_secret = f"pulumi config set --stack {stack} --secret sshPrivateKey < ~/.ssh/id_ed25519"
-    if provider == "gcp" and key is not None:
+    if provider in ("gcp", "local") and key is not None:
         return [
-            f"{where}: is only used with provider 'existing' (your own servers); with provider 'gcp' each "
+            f"{where}: is only used with provider 'existing' (your own servers); with provider '{provider}' each "
             f"stack makes its own SSH key (stack output sshPrivateKey): remove it (pulumi config rm --stack "
             f"{stack} sshPrivateKey)"
         ]

@@ -451,3 +451,48 @@ def preflight_env(minimums: Minimums = DEFAULT_MINIMUMS) -> dict[str, str]:
         # One line per system: "ID VERSION_ID display name" (the name may hold spaces).
         "SUPPORTED_OS": "\n".join(f"{system.id} {system.version_id} {system.name}" for system in SUPPORTED_OS),
     }
+
+
+# --- Local VMs (``provider: local``) ----------------------------------------------------
+#: A local VM's shape, written as a machine type: ``local-CPUS-MB`` (e.g. ``local-2-4096``).
+#: A GCE type the catalogue knows is taken by its shape too (``e2-standard-2``: 2 vCPU, 8 GB).
+_LOCAL_RE = re.compile(r"^local-(?P<cpus>[0-9]+)-(?P<mb>[0-9]+)$")
+#: The default shape of a local VM: the minimums themselves (three of them fit a 16 GB laptop).
+LOCAL_DEFAULT_MACHINE_TYPE = f"local-{MIN_VCPUS}-{MIN_MEMORY_MB}"
+
+
+def local_machine_spec(name: str) -> MachineSpec | None:
+    """The shape of a local VM's machine type (``local-CPUS-MB``, or a GCE type), or None."""
+    match = _LOCAL_RE.match(name)
+    if match is None:
+        spec = lookup_machine_type(name)
+        return None if spec is None or spec.shared_core else spec
+    return MachineSpec(name=name, vcpus=float(int(match.group("cpus"))), memory_mb=int(match.group("mb")),
+                       arch="x86_64", series="local")
+
+
+def local_machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> list[str]:
+    """Why a local VM of this machine type misses the minimums (empty when it meets them)."""
+    spec = local_machine_spec(name)
+    if spec is None:
+        return [
+            f"unknown machine type {name!r} for a local VM: use local-CPUS-MB (for example "
+            f"{LOCAL_DEFAULT_MACHINE_TYPE}: {MIN_VCPUS} vCPU, {format_mb(MIN_MEMORY_MB)}) or a predefined GCE type "
+            "(its vCPUs and memory)"
+        ]
+    problems = []
+    if spec.vcpus < minimums.vcpus:
+        problems.append(f"{name} has {spec.vcpus:g} vCPU; a node needs at least {minimums.vcpus:g}")
+    if spec.memory_mb < minimums.memory_mb:
+        problems.append(
+            f"{name} has {format_mb(spec.memory_mb)} of memory; a node needs at least {format_mb(minimums.memory_mb)}"
+        )
+    return problems
+
+
+def local_machine_type_warnings(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> list[str]:
+    """Advisories for a local VM that meets the minimums but not the recommendation."""
+    spec = local_machine_spec(name)
+    if spec is None or spec.memory_mb < minimums.memory_mb or spec.memory_mb >= minimums.recommended_memory_mb:
+        return []
+    return [f"{name} has {format_mb(spec.memory_mb)} of memory; {format_mb(minimums.recommended_memory_mb)} is recommended"]

