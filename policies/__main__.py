@@ -67,6 +67,7 @@ from pulumi_policy import (  # noqa: E402
 from pulumi_policy import policy as _policy_impl  # noqa: E402
 
 from components import hardware  # noqa: E402
+from components.machines.localvm import VM_DISK_GB_ENV, VM_MACHINE_TYPE_ENV  # noqa: E402
 
 PACK_NAME = "kubeadm-cluster"
 
@@ -77,6 +78,9 @@ SERVICE = "kubernetes:core/v1:Service"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 NODE_TYPES = (INSTANCE, INSTANCE_TEMPLATE)
+#: A ``provider: local`` VM is a local command whose environment names its shape
+#: (components/machines/local.py: ``KC_VM_MACHINE_TYPE``, ``KC_VM_DISK_GB``).
+LOCAL_COMMAND = "command:local:Command"
 
 #: Ports that must never be open to the internet: SSH, the API server, the kubelet API.
 ADMIN_PORTS = (22, 6443, 10250)
@@ -209,7 +213,22 @@ def _machine_type(args: ResourceValidationArgs, report: ReportViolation) -> str 
 # --- Hardware policies -----------------------------------------------------------------
 
 
+def _local_vm_shape(args: ResourceValidationArgs) -> tuple[str, Any] | None:
+    """A local VM step's (machine type, boot disk GB) from its environment; None for other steps."""
+    if args.resource_type != LOCAL_COMMAND:
+        return None
+    environment = args.props.get("environment")
+    if not isinstance(environment, Mapping) or VM_MACHINE_TYPE_ENV not in environment:
+        return None
+    return str(environment[VM_MACHINE_TYPE_ENV]), environment.get(VM_DISK_GB_ENV)
+
+
 def _validate_machine_type(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    local_vm = _local_vm_shape(args)
+    if local_vm is not None:
+        for problem in hardware.local_machine_type_problems(local_vm[0], _minimums(args)):
+            report(f"{args.name}: {problem}", None)
+        return
     if args.resource_type not in NODE_TYPES:
         return
     name = _machine_type(args, report)
@@ -220,6 +239,11 @@ def _validate_machine_type(args: ResourceValidationArgs, report: ReportViolation
 
 
 def _validate_memory_recommendation(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    local_vm = _local_vm_shape(args)
+    if local_vm is not None:
+        for warning in hardware.local_machine_type_warnings(local_vm[0], _minimums(args)):
+            report(f"{args.name}: {warning}", None)
+        return
     if args.resource_type not in NODE_TYPES:
         return
     value = args.props.get("machineType")
@@ -258,6 +282,16 @@ def _as_number(value: Any) -> float | None:
 
 
 def _validate_boot_disk(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    local_vm = _local_vm_shape(args)
+    if local_vm is not None:
+        size = _as_number(local_vm[1])
+        if size is None:
+            report(f"{args.name}: no boot disk size ({VM_DISK_GB_ENV}); a node needs at least "
+                   f"{_minimums(args).disk_gb} GB", None)
+            return
+        for problem in hardware.disk_problems(size, _minimums(args)):
+            report(f"{args.name}: {problem} ({VM_DISK_GB_ENV})", None)
+        return
     if args.resource_type not in NODE_TYPES:
         return
     size, where, existing = _boot_disk_size(args)

@@ -544,3 +544,58 @@ def test_pack_requirements_are_pinned_like_the_program_venv_it_shares() -> None:
     assert not differing, f"policies/requirements.txt vs requirements*.txt: {differing}"
     pack_yaml = (root / "policies" / "PulumiPolicy.yaml").read_text()
     assert "virtualenv: ../venv" in pack_yaml, pack_yaml
+
+
+# --- provider: local VMs (a local command whose environment names the VM's shape) ------------
+
+
+def local_vm(machine_type: str, disk_gb: Any = "30", key: Any = None) -> dict[str, Any]:
+    """A `provider: local` VM step as components/machines/local.py registers it: its create command
+    waits on the stack's key (unknown at the first preview), its environment names its shape."""
+    from components.machines.localvm import KEY_ENV, VM_DISK_GB_ENV, VM_MACHINE_TYPE_ENV
+
+    environment: dict[str, Any] = {KEY_ENV: secret(UNKNOWN) if key is None else key, VM_MACHINE_TYPE_ENV: machine_type}
+    if disk_gb is not None:
+        environment[VM_DISK_GB_ENV] = disk_gb
+    return resource("command:local:Command", "lab-general-0-vm", {"create": UNKNOWN, "environment": environment})
+
+
+@pytest.mark.parametrize(("machine_type", "says"), [("local-1-4096", "has 1 vCPU"), ("local-2-3072", "3 GB of memory"),
+                                                     ("e2-small", "unknown machine type 'e2-small' for a local VM")])
+def test_an_under_spec_local_vm_is_blocked_at_preview(pack: PolicyPackProcess, machine_type: str, says: str) -> None:
+    assert_blocked(pack.analyze(local_vm(machine_type)), MACHINE, says)
+
+
+def test_a_local_vm_with_a_small_disk_is_blocked(pack: PolicyPackProcess) -> None:
+    assert_blocked(pack.analyze(local_vm("local-2-4096", disk_gb="20")), DISK, "boot disk of 20 GB", "KC_VM_DISK_GB")
+
+
+def test_a_local_vm_meeting_the_minimums_passes_with_the_memory_advice(pack: PolicyPackProcess) -> None:
+    violations = pack.analyze(local_vm("local-2-4096"))
+    assert_no_mandatory(violations)
+    assert of(violations, "node-memory-recommended", "advisory"), listing(violations)
+    assert_no_mandatory(pack.analyze(local_vm("local-4-8192", disk_gb="40")))
+
+
+def test_other_local_commands_are_not_machines(pack: PolicyPackProcess) -> None:
+    assert not pack.analyze(resource("command:local:Command", "lab-network", {"create": "true", "environment": {}}))
+
+
+def test_the_local_stacks_vm_steps_carry_the_shape_the_vm_starts_with() -> None:
+    """What the pack reads is what vm-start gets: the machine type's vCPUs/memory and the disk."""
+    import shlex
+
+    from components.machines.localvm import VM_DISK_GB_ENV, VM_MACHINE_TYPE_ENV
+    from tools import mock_engine
+
+    plan = mock_engine.run_program(mock_engine.config_from_stack_file(mock_engine.stack_file("local")), stack="local")
+    assert plan.error is None, plan.error
+    steps = [r for r in plan.of_type("command:local:Command") if r.name.endswith("-vm")]
+    assert len(steps) == 3
+    for step in steps:
+        environment, words = step.input("environment"), shlex.split(str(step.input("create")))
+        spec = hardware.local_machine_spec(environment[VM_MACHINE_TYPE_ENV])
+        assert spec is not None
+        given = {flag: words[words.index(flag) + 1] for flag in ("--vcpus", "--memory-mb", "--disk-gb")}
+        assert given == {"--vcpus": str(int(spec.vcpus)), "--memory-mb": str(spec.memory_mb),
+                         "--disk-gb": environment[VM_DISK_GB_ENV]}, (step.name, given, environment)

@@ -34,7 +34,9 @@ from pulumi_command import local, remote
 from components import hardware
 from components.config import ClusterConfig
 from components.machines import Endpoints, Machine
-from components.machines.localvm import CLOUD_IMAGES, IMAGE_SUITES, KEY_ENV, accel, cloudimage, local_cache_dir
+from components.machines.localvm import (
+    CLOUD_IMAGES, IMAGE_SUITES, KEY_ENV, VM_DISK_GB_ENV, VM_MACHINE_TYPE_ENV, accel, cloudimage, local_cache_dir,
+)
 from components.machines.localvm.image import USER, recipe_key
 from components.machines.localvm.vm import STORAGE_DEVICE
 from components.nodes import NodeSpec
@@ -80,6 +82,11 @@ def local_nodes(nodes: Sequence[NodeSpec]) -> list[NodeSpec]:
         dataclasses.replace(node, storage_device=STORAGE_DEVICE if node.storage_disk_size_gb else "")
         for node in nodes
     ]
+
+
+def vm_shape_env(node: NodeSpec) -> dict[str, str]:
+    """The shape the VM step starts the VM with: its machine type (vCPUs and memory) and boot disk."""
+    return {VM_MACHINE_TYPE_ENV: node.machine_type, VM_DISK_GB_ENV: str(node.disk_size_gb)}
 
 
 class LocalMachinesArgs(TypedDict):
@@ -171,7 +178,9 @@ class LocalMachines(pulumi.ComponentResource):
                 create=public_key.apply(lambda text, a=arguments: cli("vm-start", *a, "--authorized-key", text)),
                 delete=cli("vm-stop", "--dir", state / "vms" / node.name, "--name", node.name, "--remove"),
                 dir=str(ROOT),
-                environment={KEY_ENV: self.ssh_private_key},
+                # The VM's shape, readable at preview (the create command waits on the stack's key):
+                # the policy pack checks it against the hardware minimums, as it does a GCE instance.
+                environment={KEY_ENV: self.ssh_private_key, **vm_shape_env(node)},
                 triggers=triggers,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[image, network], delete_before_replace=True),
             )

@@ -19,6 +19,9 @@ from pathlib import Path
 
 #: The environment variable through which ``vm-start`` gets the SSH private key to log in with.
 KEY_ENV = "KC_SSH_PRIVATE_KEY"
+#: A VM step's environment variables naming its shape: what the policy pack checks against the
+#: hardware minimums at preview (the step's create command waits on the stack's key, unknown then).
+VM_MACHINE_TYPE_ENV, VM_DISK_GB_ENV = "KC_VM_MACHINE_TYPE", "KC_VM_DISK_GB"
 #: What each ``local.image`` name is to the CLI's ``--suite``: a Debian suite, or the cloud image.
 IMAGE_SUITES = {"debian-13": "trixie", "debian-12": "bookworm", "ubuntu-24.04": "ubuntu-24.04"}
 #: The ``local.image`` names that are downloaded cloud images (the rest: built with debootstrap).
