@@ -567,3 +567,44 @@ def test_the_restore_command_is_etcdutl_3_6_8s() -> None:
     rule = [row["text"] for row in facts("cli", "etcdutl-snapshot_command.digest.yaml")["lines"]["bump_needs_compacted"]]
     assert any("revisionBump > 0 && !markCompacted" in t for t in rule), rule
     assert ("--bump-revision" in given) == ("--mark-compacted" in given), "etcdutl needs both or neither"
+
+
+#: ctr whose `images mount` is a real mount (a tmpfs holding the real etcdutl), as containerd's is:
+#: `rm -rf --one-file-system` cannot remove it before it is unmounted.
+MOUNTING_CTR = r"""case "$3 $4" in
+  "images mount") mkdir -p "$6" && /bin/mount -t tmpfs kc-test-etcd-image "$6" && mkdir -p "$6/usr/local/bin" &&
+    cp "$STUB_ETCD_BIN/etcdutl" "$6/usr/local/bin/etcdutl" ;;
+  "images unmount") /bin/umount "${@: -1}" ;;
+  *) echo "unexpected ctr call: $*" >&2; exit 64 ;;
+esac"""
+
+
+def test_a_refused_snapshot_leaves_no_work_directory_behind_the_mounted_image(
+    running: tuple[Sandbox, Etcd], etcd_bins: dict[str, Path], tmp_path: Path
+) -> None:
+    """The VM rehearsal found it (tests/rehearsal/test_etcd_on_vms.py, a tampered backup): the exit
+    hooks ran `rm -rf --one-file-system` on the work directory while the etcd image was still
+    mounted in it, so the directory, with the backup's CA keys, stayed on the node."""
+    if os.geteuid() != 0 or not Path("/bin/mount").exists():
+        pytest.skip("needs root to mount a tmpfs")
+    box, etcd = running
+    good = take_backup(box).read_bytes()
+    etcd.stop()
+    fresh = control_plane_box(tmp_path / "fresh", etcd_bins)
+    fresh._stub("ctr", MOUNTING_CTR)
+    fresh.path("/etc/kubernetes").mkdir(parents=True)
+    fresh.path("/etc/kubernetes/kubeadm-config.yaml").write_text(_init_config())
+    fresh.path("/var/lib").mkdir(parents=True)
+    target = fresh.path("/root/backup.tar.gz")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(_tampered(good, update_sums=True))
+    try:
+        result = fresh.run("etcd-restore.sh", {"BACKUP_FILE": str(target)})
+        assert result.rc != 0 and "etcdutl refuses the snapshot" in result.stderr, _explain(result)
+        left = [str(p) for p in fresh.path("/var/lib").glob(".kubeadm-cluster-restore.*")]
+        assert not left, f"the restore's work directory stayed behind: {left}\n{result.stderr}"
+        assert "kc-test-etcd-image" not in Path("/proc/mounts").read_text(), "the image stayed mounted"
+    finally:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            if line.startswith("kc-test-etcd-image ") and str(tmp_path) in line:
+                subprocess.run(["umount", line.split()[1]], check=False)

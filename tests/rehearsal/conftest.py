@@ -56,6 +56,17 @@ def rehearsal(request: pytest.FixtureRequest) -> Iterator[Rehearsal]:
         session.write_timings()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_etcd_on_vms.py right after test_rehearsal.py (by name it would come first, on fresh
+    VMs): it backs up the cluster that module's scenarios built and upgraded, and its restore
+    replaces that cluster."""
+    etcd = [item for item in items if item.path.name == "test_etcd_on_vms.py"]
+    rest = [item for item in items if item.path.name != "test_etcd_on_vms.py"]
+    scenarios = [n for n, item in enumerate(rest) if item.path.name == "test_rehearsal.py"]
+    if etcd and scenarios:
+        items[:] = rest[: scenarios[-1] + 1] + etcd + rest[scenarios[-1] + 1:]
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     session = CURRENT.get("session")
     if session is not None and session.timings:

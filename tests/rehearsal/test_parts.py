@@ -322,3 +322,320 @@ def test_the_test_key_is_made_once_under_parallel_builds_and_binds_the_image(cac
     before = image.recipe_key("trixie")
     keys[0].unlink()
     assert image.recipe_key("trixie") != before, "a new key must name a new image"
+
+
+# --- the etcd static pod: image, registry, kubelet, crictl, kubeadm (issue 14) -----------------
+def test_the_etcd_image_tag_is_kubeadms_for_the_pinned_minor() -> None:
+    from tests.upstream_artifacts import facts
+
+    releases = facts("kubeadm", "minikube-kubeadm-images.digest.yaml")["minikube-kubeadm-images"]["releases"]
+    minor = "v" + ".".join(versions.KUBERNETES_DEFAULT_VERSION.split(".")[:2]) + "."
+    tags = {row["etcd"] for name, row in releases.items() if name.startswith(minor) and "-" not in name}
+    assert tags == {mirror.ETCD_IMAGE_TAG}, f"kubeadm {minor}x runs etcd {tags}, the mirror serves {mirror.ETCD_IMAGE_TAG}"
+    assert json.loads(mirror.standin_images())["etcd"] == mirror.ETCD_IMAGE_TAG
+
+
+def _fake_roots(tmp_path: Path) -> dict[str, Path]:
+    roots = {}
+    for package, binaries in (("etcd-server", ("etcd", "etcdutl")), ("etcd-client", ("etcdctl",))):
+        root = tmp_path / f"{package}_3.5.30-2_amd64"
+        (root / "usr/bin").mkdir(parents=True)
+        for binary in binaries:
+            (root / "usr/bin" / binary).write_bytes(f"#!/bin/sh\necho {binary}\n".encode())
+        roots[package] = root
+    libc = tmp_path / "libc6_2.43-7_amd64"
+    (libc / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    for name in ("libc.so.6", "ld-linux-x86-64.so.2"):
+        (libc / "usr/lib/x86_64-linux-gnu" / name).write_bytes(name.encode())
+    roots["libc6"] = libc
+    return roots
+
+
+def test_the_mirror_serves_the_etcd_image_the_way_a_registry_does(tmp_path: Path) -> None:
+    """The pull side of the OCI distribution API, as containerd's resolver asks a mirror
+    (``?ns=<registry>``): the manifest by tag and by digest with its media type and
+    Docker-Content-Digest, the blobs by digest, a 404 with the spec's error code otherwise; the
+    config's diff_id is the uncompressed layer's digest (containerd checks it on unpack)."""
+    import gzip
+    import io
+    import tarfile
+    from urllib.error import HTTPError
+
+    digest = mirror.etcd_image(tmp_path, _fake_roots(tmp_path))
+    content = mirror.MirrorContent(tmp_path, (), "", "", {})
+    with mirror.MirrorServer(content) as server:
+        base = f"{server.base_url('127.0.0.1')}/v2/etcd"
+
+        def get(path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+            request = urllib.request.Request(f"{base}/{path}?ns=registry.k8s.io", method=method,
+                                             headers={"Accept": mirror.MANIFEST_TYPE})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, dict(response.headers), response.read()
+            except HTTPError as error:
+                return error.code, dict(error.headers), error.read()
+
+        status, headers, body = get(f"manifests/{mirror.ETCD_IMAGE_TAG}", "HEAD")
+        assert status == 200 and body == b"" and headers["Docker-Content-Digest"] == digest, (status, headers)
+        assert headers["Content-Type"] == mirror.MANIFEST_TYPE
+        status, headers, body = get(f"manifests/{digest}")
+        assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == digest
+        manifest = json.loads(body)
+        assert manifest["mediaType"] == mirror.MANIFEST_TYPE and int(headers["Content-Length"]) == len(body)
+        status, _, config_bytes = get(f"blobs/{manifest['config']['digest']}")
+        assert status == 200 and "sha256:" + hashlib.sha256(config_bytes).hexdigest() == manifest["config"]["digest"]
+        (layer_ref,) = manifest["layers"]
+        status, _, layer = get(f"blobs/{layer_ref['digest']}")
+        assert status == 200 and len(layer) == layer_ref["size"] and layer_ref["mediaType"] == mirror.LAYER_TYPE
+        config = json.loads(config_bytes)
+        assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()]
+        assert (config["os"], config["architecture"]) == ("linux", "amd64")
+        with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+            names = set(tar.getnames())
+        # Where the upstream image has them, and the dynamic loader where Debian's binaries look.
+        assert {"usr/local/bin/etcd", "usr/local/bin/etcdctl", "usr/local/bin/etcdutl", "lib64",
+                "usr/lib64/ld-linux-x86-64.so.2", "usr/lib/x86_64-linux-gnu/libc.so.6"} <= names, names
+        status, _, body = get("manifests/3.0.0-0")
+        assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert server.stack_mirrors()["registries"] == {mirror.REGISTRY: [server.base_url()]}
+
+
+def test_the_etcd_images_etcdctl_runs_in_a_root_of_its_own(tmp_path: Path) -> None:
+    """Debian's dynamically linked etcdctl runs from the image's layer alone (chroot): the
+    layer carries the loader and glibc it needs."""
+    import io
+    import tarfile
+
+    from tools.debian_packages import cached_package
+
+    roots = {name: cached_package(name) for name in ("etcd-server", "etcd-client", "libc6")}
+    missing = [name for name, root in roots.items() if root is None]
+    if missing or os.geteuid() != 0 or shutil.which("chroot") is None:
+        pytest.skip(f"needs root, chroot and Debian's {', '.join(roots)} in the cache (missing: {missing}); "
+                    "`python -m tools.debian_packages etcd-server etcd-client libc6`")
+    layer = mirror.etcd_layer({name: root for name, root in roots.items() if root is not None})
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        tar.extractall(tmp_path / "root", filter="tar")
+    ran = subprocess.run(["chroot", str(tmp_path / "root"), "/usr/local/bin/etcdctl", "version"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.startswith("etcdctl version: 3."), ran.stdout + ran.stderr
+
+
+#: A containerd as ctr shows it: the kubelet's running etcd, an exited older etcd, the API server's
+#: container (another name) and a container that is not the kubelet's (no CRI labels).
+FAKE_CTR = r'''#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+while args and args[0] in ("--address", "--namespace"):
+    args = args[2:]
+with open(os.environ["FAKE_CTR_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+pod = {"io.kubernetes.pod.namespace": "kube-system", "io.kubernetes.pod.name": "etcd-cp"}
+containers = {
+    "a1" * 32: {"io.kubernetes.container.name": "etcd", **pod},
+    "b2" * 32: {"io.kubernetes.container.name": "etcd", **pod},
+    "c3" * 32: {"io.kubernetes.container.name": "kube-apiserver", "io.kubernetes.pod.namespace": "kube-system"},
+    "d4" * 32: {},
+}
+if args[:2] == ["containers", "list"]:
+    print("\n".join(containers))
+elif args[:2] == ["tasks", "list"]:
+    print("TASK    PID    STATUS")
+    print("a1" * 32 + "    4242    RUNNING")
+    print("b2" * 32 + "    0    STOPPED")
+    print("c3" * 32 + "    4343    RUNNING")
+    print("d4" * 32 + "    4444    RUNNING")
+elif args[:2] == ["containers", "info"]:
+    print(json.dumps({"ID": args[2], "Labels": containers[args[2]], "Image": "registry.k8s.io/etcd:3.6.8-0"}))
+elif args[:2] == ["tasks", "exec"]:
+    print("exec " + " ".join(args[2:]))
+    print("stdin=" + sys.stdin.read())
+    sys.exit(int(os.environ.get("FAKE_EXEC_RC", "0")))
+else:
+    sys.exit(f"fake ctr: unexpected {args}")
+'''
+
+
+def _crictl(tmp_path: Path, *args: str, rc: int = 0, stdin: str = "") -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    """The crictl stand-in against FAKE_CTR (first on PATH); its result and the ctr calls."""
+    bin_dir = tmp_path / "bin"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        (bin_dir / "ctr").write_text(FAKE_CTR)
+        (bin_dir / "ctr").chmod(0o755)
+        (bin_dir / "crictl").write_text(STANDIN.read_text())
+    log = tmp_path / "ctr.log"
+    log.write_text("")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_CTR_LOG": str(log),
+           "FAKE_EXEC_RC": str(rc), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, str(bin_dir / "crictl"), "--runtime-endpoint", "unix:///fake.sock", *args],
+                            capture_output=True, text=True, env=env, timeout=60, input=stdin)
+    return result, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_the_crictl_standin_finds_the_running_etcd_as_etcd_snapshot_sh_asks(tmp_path: Path) -> None:
+    # The query of etcd-snapshot.sh (and certs-renew.sh): cri-tools' ps filters, --state case-blind.
+    found, _ = _crictl(tmp_path, "ps", "--name", "^etcd$", "--label", "io.kubernetes.pod.namespace=kube-system",
+                       "--state", "Running", "-q")
+    assert found.returncode == 0 and found.stdout.split() == ["a1" * 32], found.stdout + found.stderr
+    everything, _ = _crictl(tmp_path, "ps", "-a", "-q")
+    assert everything.stdout.split() == ["a1" * 32, "b2" * 32, "c3" * 32], "ps -a lists only the kubelet's containers"
+    exited, _ = _crictl(tmp_path, "ps", "--state", "exited", "-q", "--label", "io.kubernetes.pod.name=etcd-cp")
+    assert exited.stdout.split() == ["b2" * 32]
+    # cri-tools cmd/crictl/container.go ListContainers: the states it knows, its message.
+    bad, _ = _crictl(tmp_path, "ps", "--state", "Up")
+    assert bad.returncode != 0 and "--state should be one of created, running, exited or unknown" in bad.stderr
+    unknown, _ = _crictl(tmp_path, "ps", "--pod", "x")
+    assert unknown.returncode != 0 and "flag provided but not defined: -pod" in unknown.stderr, unknown.stderr
+
+
+def test_the_crictl_standin_execs_in_the_container_and_passes_its_exit_code(tmp_path: Path) -> None:
+    command = ["etcdctl", "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+               "snapshot", "save", "/var/lib/etcd/kubeadm-cluster-snapshot.db"]
+    ran, calls = _crictl(tmp_path, "exec", "a1a1a1", *command, rc=3)
+    assert ran.returncode == 3, f"the command's exit code is not passed through: {ran.returncode}\n{ran.stderr}"
+    (execed,) = [c for c in calls if c[:2] == ["tasks", "exec"]]
+    # etcdctl's own flags reach it untouched, in the container the prefix names.
+    assert execed[2] == "--exec-id" and execed[3].startswith("crictl-") and execed[4:] == ["a1" * 32, *command], execed
+    # Without -i, no stdin (the CRI attaches none): a script piped to `bash -s` is not eaten.
+    piped, _ = _crictl(tmp_path, "exec", "a1" * 32, "etcdctl", "version", stdin="rest of the script")
+    assert "stdin=\n" in piped.stdout, f"crictl exec without -i passed its stdin on:\n{piped.stdout}"
+    interactive, _ = _crictl(tmp_path, "exec", "-i", "a1" * 32, "etcdctl", "version", stdin="input")
+    assert "stdin=input" in interactive.stdout, interactive.stdout
+    stopped, calls = _crictl(tmp_path, "exec", "b2" * 32, "etcdctl", "version")
+    assert stopped.returncode != 0 and "CONTAINER_EXITED" in stopped.stderr
+    assert not [c for c in calls if c[:2] == ["tasks", "exec"]]
+    for args, message in ((["exec", "-t", "a1" * 32, "sh"], "TTY"), (["exec", "a1" * 32], "needs a container ID and a command"),
+                          (["exec", "zz", "sh"], "not a container ID"), (["logs", "a1"], "does not implement 'logs'"),
+                          (["--bogus", "ps"], "flag provided but not defined: -bogus")):
+        refused, _ = _crictl(tmp_path, *args)
+        assert refused.returncode != 0 and message in refused.stderr, (args, refused.stderr)
+
+
+def _kubeadm_ns(tmp_path: Path) -> dict[str, Any]:
+    """The stand-in's functions with its node paths moved under ``tmp_path``."""
+    namespace = _standin_namespace()
+    for name, path in (("KUBE", "etc/kubernetes"), ("STATE", "var/lib/kc-standin"), ("KUBELET_DIR", "var/lib/kubelet"),
+                       ("ETCD_DATA_DIR", "var/lib/etcd"), ("LOGS", "log")):
+        namespace[name] = tmp_path / path
+    namespace["PKI"] = tmp_path / "etc/kubernetes/pki"
+    namespace["MANIFESTS"] = tmp_path / "etc/kubernetes/manifests"
+    namespace["IMAGES_FILE"] = tmp_path / "images.json"
+    (tmp_path / "images.json").write_bytes(mirror.standin_images())
+    return namespace
+
+
+def test_the_standins_etcd_manifest_is_what_the_node_scripts_and_the_kubelet_read(tmp_path: Path) -> None:
+    ns = _kubeadm_ns(tmp_path)
+    ns["ETCD_DATA_DIR"] = Path("/var/lib/etcd")  # kubeadm's default, as on a node (nothing is written there)
+    manifest = tmp_path / "etcd.yaml"
+    manifest.write_text(ns["etcd_manifest"]({}, "192.168.77.10", "rehearsal-cp-0"))  # type: ignore[operator]
+    text = manifest.read_text()
+    # etcd-snapshot.sh's reading of the manifest (kc_snapshot_data_dir, the image line).
+    data_dir = subprocess.run(["sed", "-n", r"s/^[[:space:]]*- --data-dir=\(.*\)$/\1/p", str(manifest)],
+                              capture_output=True, text=True).stdout.split()
+    image = subprocess.run(["sed", "-n", r"s/^[[:space:]]*image:[[:space:]]*\([^[:space:]]*\).*/\1/p", str(manifest)],
+                           capture_output=True, text=True).stdout.split()
+    assert data_dir == ["/var/lib/etcd"] and image == [mirror.ETCD_IMAGE], text
+    spec = ns["pod_spec"](manifest, "rehearsal-cp-0")  # type: ignore[operator]
+    assert spec["pod"] == "etcd-rehearsal-cp-0" and spec["namespace"] == "kube-system" and spec["host_network"]
+    assert sorted(m[:2] for m in spec["mounts"]) == [("/etc/kubernetes/pki/etcd", "/etc/kubernetes/pki/etcd"),
+                                                      ("/var/lib/etcd", "/var/lib/etcd")]
+    flags = [a.split("=", 1)[0] for a in spec["command"][1:]]
+    for flag in ("--client-cert-auth", "--trusted-ca-file", "--cert-file", "--key-file", "--peer-client-cert-auth"):
+        assert flag in flags, f"the etcd pod runs without {flag}"
+    assert "--listen-client-urls=https://127.0.0.1:2379,https://192.168.77.10:2379" in spec["command"]
+    assert "--initial-cluster=rehearsal-cp-0=https://192.168.77.10:2380" in spec["command"]
+    etcd = shutil.which("etcd") or next((str(p) for p in Path.home().glob(".cache/kubeadm-cluster/debian/etcd-server_*/usr/bin/etcd")), None)
+    if etcd:  # every flag is one the etcd the rehearsal runs knows
+        known = subprocess.run([etcd, "--help"], capture_output=True, text=True).stdout
+        assert not [f for f in flags if f"  {f} " not in known and f"  {f}\n" not in known], known[:200]
+    listed = _kubeadm_images(tmp_path, ns)
+    assert listed[-1] == mirror.ETCD_IMAGE and f"registry.k8s.io/kube-apiserver:v{versions.KUBERNETES_DEFAULT_VERSION}" in listed
+
+
+def _kubeadm_images(tmp_path: Path, ns: dict[str, Any]) -> list[str]:
+    """`kubeadm config images list --config <the program's init config>` from the stand-in."""
+    config = tmp_path / "kubeadm.yaml"
+    config.write_text(_init_config())
+    script = tmp_path / "kubeadm"
+    script.write_text(STANDIN.read_text().replace('VERSION = "@VERSION@"', 'VERSION = "1.36.4-1.1"').replace(
+        'TYPES_FILE = Path("/usr/lib/kc-standin/kubeadm-v1beta4.json")', f'TYPES_FILE = Path("{tmp_path}/types.json")').replace(
+        'IMAGES_FILE = Path("/usr/lib/kc-standin/images.json")', f'IMAGES_FILE = Path("{ns["IMAGES_FILE"]}")'))
+    (tmp_path / "types.json").write_text(json.dumps(mirror.kubeadm_types()))
+    listed = subprocess.run([sys.executable, str(script), "config", "images", "list", "--config", str(config)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout.split()
+
+
+def test_the_standins_reset_stops_the_pods_empties_etcds_data_and_keeps_the_kept_config(tmp_path: Path) -> None:
+    """kubeadm reset (cmd/kubeadm/app/cmd/phases/reset: removeContainers, the etcd data dir of
+    the etcd manifest, cleanupnode.go's kubeconfig list): kubeadm-init.sh's kept
+    kubeadm-config.yaml stays (etcd-restore.sh's kubeadm init reads it after its reset)."""
+    ns = _kubeadm_ns(tmp_path)
+    kube = tmp_path / "etc/kubernetes"
+    (kube / "manifests").mkdir(parents=True)
+    data = tmp_path / "var/lib/etcd"
+    (data / "member/snap").mkdir(parents=True)
+    (data / "member/snap/db").write_text("etcd data")
+    (kube / "manifests/etcd.yaml").write_text(
+        ns["etcd_manifest"]({"etcd": {"local": {"dataDir": str(data)}}}, "10.0.0.2", "cp"))  # type: ignore[operator]
+    for name in ("admin.conf", "kubelet.conf", "kubeadm-config.yaml"):
+        (kube / name).write_text(name)
+    removed: list[str] = []
+    ns["runtime_containers"] = lambda endpoint: [
+        {"id": "a1" * 32, "labels": {"io.kubernetes.pod.namespace": "kube-system", "io.kubernetes.container.name": "etcd"}},
+        {"id": "d4" * 32, "labels": {}}]
+    ns["remove_container"] = lambda endpoint, cid: removed.append(cid)
+    ns["run"] = lambda command, **_: subprocess.CompletedProcess(command, 0, "", "")
+    ns["kubeadm_reset"](["-f"])  # type: ignore[operator]
+    assert removed == ["a1" * 32], "reset must stop the kubelet's containers, and only those"
+    assert data.is_dir() and not list(data.iterdir()), "the etcd data directory was not emptied"
+    assert not (kube / "admin.conf").exists() and not (kube / "manifests/etcd.yaml").exists()
+    assert (kube / "kubeadm-config.yaml").read_text() == "kubeadm-config.yaml", "kubeadm reset keeps other files"
+
+
+def test_the_standin_kubelet_runs_the_etcd_pod_and_replaces_or_stops_it_with_its_manifest(tmp_path: Path) -> None:
+    ns = _kubeadm_ns(tmp_path)
+    manifests = tmp_path / "etc/kubernetes/manifests"
+    manifests.mkdir(parents=True)
+    running: dict[str, dict[str, Any]] = {}
+    calls: list[str] = []
+
+    def containers(endpoint: str) -> list[dict[str, Any]]:
+        calls.append("list")
+        return list(running.values())
+
+    def start(endpoint: str, spec: dict[str, Any]) -> str:
+        cid = f"{len(calls):02d}" * 32
+        calls.append(f"start {spec['image']}")
+        running[cid] = {"id": cid, "pid": os.getpid(), "state": "running",
+                        "labels": {"io.kubernetes.pod.name": spec["pod"], "kc-standin.spec-hash": spec["hash"]}}
+        return cid
+
+    def remove(endpoint: str, cid: str) -> None:
+        calls.append("remove")
+        running.pop(cid)
+
+    ns.update(runtime_containers=containers, start_pod_container=start, remove_container=remove)
+    sync, known = ns["sync_container_pods"], {}
+    assert callable(sync)
+    sync("unix:///x", "cp", known)
+    assert calls == [], "no manifest, no container: no runtime call"
+    (manifests / "etcd.yaml").write_text(ns["etcd_manifest"]({}, "10.0.0.2", "cp"))  # type: ignore[operator]
+    sync("unix:///x", "cp", known)
+    assert [c for c in calls if c != "list"] == [f"start {mirror.ETCD_IMAGE}"] and len(running) == 1
+    calls.clear()
+    sync("unix:///x", "cp", known)
+    assert calls == [], "a running pod as last seen costs no runtime call"
+    # A kubelet restart (nothing known) finds the running container and keeps it.
+    sync("unix:///x", "cp", {})
+    assert calls == ["list"]
+    calls.clear()
+    (manifests / "etcd.yaml").write_text(ns["etcd_manifest"]({"etcd": {"local": {"imageTag": "3.6.9-0"}}}, "10.0.0.2", "cp"))  # type: ignore[operator]
+    sync("unix:///x", "cp", known)
+    assert [c for c in calls if c != "list"] == ["remove", "start registry.k8s.io/etcd:3.6.9-0"], calls
+    (manifests / "etcd.yaml").unlink()
+    sync("unix:///x", "cp", known)
+    assert not running and known["etcd"] == {}, "a removed manifest's container still runs"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from components import hardware, versions
-from components.bootstrap import RESET_ON_DELETE
+from components.bootstrap import RESET_ON_DELETE, WORKER_TOKEN_TTL
 from tools.rehearsal import firstboot, remote
 from tools.rehearsal import mirror as mirror_module
 from tools.rehearsal.program import COMMAND_TYPE, DELETE, UPDATE, LiveRun, plan
@@ -250,6 +250,77 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
     assert loaded.ok, f"the maintenance timers are not loaded and scheduled on the control plane:\n{loaded.explain()}"
     for timer in timers:
         assert timer in loaded.stdout, f"{timer} is not listed by systemctl list-timers:\n{loaded.stdout}"
+
+    # What the node sandbox (tests/test_scripts.py) asserted with stubs, shown by the real nodes
+    # (issue 11). Stdout is a step's output only (mint-token's JSON line, the admin kubeconfig):
+    # apt, dpkg, systemd and kubeadm print to stderr.
+    for step in live.steps:
+        if not step.name.endswith(("-join-token", "-join-command", "-kubeconfig")):
+            assert step.result.stdout == "", f"{step.name} printed on stdout:\n{step.result.stdout[-2000:]}"
+    # read-kubeconfig.sh printed the control plane's admin.conf unchanged.
+    admin_conf = rehearsal.sh(rehearsal.vms[0], "cat /etc/kubernetes/admin.conf")
+    assert admin_conf.ok and admin == admin_conf.stdout, "the kubeconfig step did not print /etc/kubernetes/admin.conf as it is"
+    # mint-token.sh printed one JSON line per join: a bootstrap token kubeadm created for that node
+    # with the program's TTL, and the sha256 of the CA's public key.
+    pin = rehearsal.sh(rehearsal.vms[0], "openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt "
+                                         "| openssl pkey -pubin -outform der | sha256sum")
+    assert pin.ok, pin.explain()
+    cp_calls = [json.loads(line) for line in facts(rehearsal, rehearsal.vms[0])["kubeadm-calls"].splitlines() if line.strip()]
+    for worker in ("general-0", "general-1"):
+        lines = live.step(f"rehearsal-{worker}-join-token").result.stdout.splitlines()
+        assert len(lines) == 1, f"mint-token printed {len(lines)} lines on stdout for {worker}, not one JSON line"
+        minted = json.loads(lines[0])
+        assert sorted(minted) == ["caCertHash", "token"] and re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", minted["token"]), (
+            f"mint-token's JSON for {worker} has the keys {sorted(minted)} or a malformed token")
+        assert minted["caCertHash"] == f"sha256:{pin.stdout.split()[0]}", f"{worker}: {minted['caCertHash']} is not the CA's pin"
+        # (the description comes from --description or, for a token of the stack's own, the
+        # bootstrapTokens entry of the --config file: both as kubeadm reads them)
+        ttls = [c.get("ttl") for c in cp_calls if c.get("event") == "token-create"
+                and c.get("description") == f"kubeadm-cluster join of rehearsal-{worker}"]
+        assert ttls == [WORKER_TOKEN_TTL], f"kubeadm token create for {worker}: TTLs {ttls}"
+    # kubeadm-init.sh validated its config, then ran `kubeadm init --config <it> --skip-token-print`
+    # (no token in the output) and left the config readable by root only.
+    ran = [c.get("event") for c in cp_calls if c.get("event") in ("config-validate", "init")]
+    assert ran == ["config-validate", "init"], f"kubeadm on the control plane: {ran}"
+    argv = next(c["argv"] for c in cp_calls if c.get("event") == "init")
+    assert "--skip-token-print" in argv and argv[argv.index("--config") + 1] == "/etc/kubernetes/kubeadm-config.yaml", argv
+    mode = rehearsal.sh(rehearsal.vms[0], "stat -c %a /etc/kubernetes/kubeadm-config.yaml")
+    assert mode.ok and mode.stdout.strip() == "600", f"the kubeadm config is not mode 0600: {mode.explain()}"
+
+    # Node prep on fresh nodes, by its own log in the order it did things: the base packages after
+    # an apt-get update, kubernetes.list written, apt-get update again, then the Kubernetes packages
+    # (the apt-ordering defect of issue 10); one update per state of the sources, no more.
+    node_prep = r"""
+echo '### base'
+dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' apt-transport-https ca-certificates curl gpg conntrack socat ebtables ethtool
+echo '### crictl'; cat /etc/crictl.yaml
+echo '### modules-load'; grep -v '^#' /etc/modules-load.d/kubeadm-cluster.conf
+echo '### rbd'; test -d /sys/module/rbd && echo loaded
+echo '### cloud-init'; command -v cloud-init || echo none
+"""
+    for name, shown in zip(("cp-0", "general-0", "general-1"), rehearsal.sh_all(node_prep)):
+        prep = live.step(f"rehearsal-{name}-prepare").result.stderr
+        said = [line.removeprefix("[kubeadm-cluster prepare-node] ") for line in prep.splitlines()
+                if line.startswith("[kubeadm-cluster prepare-node] ")]
+        updates = [i for i, line in enumerate(said) if line == "apt-get update"]
+        base = next((i for i, line in enumerate(said) if line.startswith("installing ") and "socat" in line), -1)
+        source = next((i for i, line in enumerate(said) if line == "wrote /etc/apt/sources.list.d/kubernetes.list"), -1)
+        k8s = next((i for i, line in enumerate(said) if line.startswith(f"installing kubelet={K8S}-* ")), -1)
+        assert len(updates) == 2 and 0 <= base < updates[0] < source < updates[1] < k8s, (
+            f"{name}: expected base packages, apt-get update, kubernetes.list, apt-get update, the Kubernetes packages:\n"
+            + "\n".join(said))
+        # The bundle (preflight, then node prep, on `sudo bash -s` stdin) ran to its end.
+        assert f"[kubeadm-cluster preflight] preflight: node rehearsal-{name} OK" in prep, prep[-3000:]
+        for artefact in (f"containerd-{versions.CONTAINERD_VERSION}-linux-amd64.tar.gz", "runc.amd64"):
+            assert f"verified the sha256 of {artefact}" in said, f"{name}: {artefact} not checked against its .sha256sum"
+        node = parse_facts(shown)
+        status = {line.split()[0]: line.split()[1:] for line in node["base"].splitlines()}
+        assert all(s == ["ii"] for s in status.values()) and len(status) == 8, f"{name}: base packages {status}"
+        assert "runtime-endpoint: unix:///run/containerd/containerd.sock" in node["crictl"], node["crictl"]
+        assert node["modules-load"].split() == ["overlay", "br_netfilter", "rbd"], node["modules-load"]
+        assert node["rbd"].strip() == "loaded", f"{name}: rbd is not loaded"
+        # No cloud-init on these VMs: node prep does not wait for it (nor mention it).
+        assert node["cloud-init"].strip() == "none" and not [line for line in said if "cloud-init" in line], said
     DONE["create"] = True
 
 
@@ -278,6 +349,8 @@ def test_first_boot_apt_jobs_held_apts_locks_and_node_prep_waited_for_them(rehea
         assert re.search(r"Could not get lock /var/lib/apt/lists/lock\. It is held by process \d+ \(apt-get\)", job), job
         assert re.search(r"Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend\. It is held by "
                          r"process \d+ \(apt-get\)", job), job
+        # Waiting for a lock is not a failed attempt: no apt-get attempt of node prep failed.
+        assert not re.search(r"'kc_apt_get_locked [^']*' failed \(exit", job), job
         unit = rehearsal.sh(job_vm, f"systemctl show -p Result -p ExecMainStatus {firstboot.JOB_UNIT}; "
                                     f"dpkg-query -W -f='${{db:Status-Abbrev}}\n' {firstboot.JOB_PACKAGE}; "
                                     f"journalctl -q -o cat -u {firstboot.JOB_UNIT}")
@@ -305,6 +378,24 @@ def test_a_second_run_of_every_step_changes_nothing(rehearsal: Rehearsal) -> Non
         noisy = [line for line in step.result.stderr.splitlines()
                  if re.search(r"\] (wrote|installing|restarting|downloading|apt-get update)", line)]
         assert not noisy, f"{step.name} did work on its second run:\n" + "\n".join(noisy)
+        # Nor loaded a module, applied sysctls or enabled/started a unit again; stdout stays clean.
+        again = [line for line in step.result.stderr.splitlines() if re.search(
+            r"\] (loading the kernel module|applying sysctls|enabling|starting|turning swap off|disabling the swap)", line)]
+        assert not again, f"{step.name} turned things on again on its second run:\n" + "\n".join(again)
+        if not step.name.endswith(("-join-token", "-join-command", "-kubeconfig")):
+            assert step.result.stdout == "", f"{step.name} printed on stdout:\n{step.result.stdout[-2000:]}"
+    # The initialised control plane and the joined workers were skipped: kubeadm init and join ran
+    # once on each node in all, and no join config (it holds a token) is left on a worker.
+    init = live.step("rehearsal-cp-0-init").result.stderr
+    assert "rehearsal-cp-0 is already initialised" in init and "the API server on rehearsal-cp-0 is ready" in init, init
+    for worker in ("general-0", "general-1"):
+        join = live.step(f"rehearsal-{worker}-join").result.stderr
+        assert f"node rehearsal-{worker} has already joined" in join and "skipping kubeadm join" in join, join
+    for vm, node in zip(rehearsal.vms, facts_all(rehearsal)):
+        events = [json.loads(line).get("event") for line in node["kubeadm-calls"].splitlines() if line.strip()]
+        assert events.count("init") + events.count("join") == 1, f"{vm.name}: kubeadm init/join ran again: {events}"
+    for vm, left in zip(rehearsal.vms, rehearsal.sh_all("test ! -e /etc/kubernetes/kubeadm-join.yaml")):
+        assert left.ok, f"{vm.name}: the join config (with its token) was left in /etc/kubernetes"
     DONE["idempotent"] = True
 
 
@@ -370,10 +461,9 @@ def test_the_mirror_down_for_a_moment_during_prepare_is_retried(rehearsal: Rehea
 
 #: What the day-two runs change in the stack, besides what they test (a batch of two workers:
 #: both upgrade at once).
-#: The day-two runs' settings. backup.beforeUpgrade is off: the stand-ins run no etcd yet, so the
-#: control planes' pre-upgrade snapshot (etcdctl in the etcd pod, through crictl exec) has nothing
-#: to save here; tests/test_etcd_backup.py takes and restores snapshots of a real etcd instead.
-DAY_TWO = {"upgrade": {"workerBatchSize": 2}, "backup": {"beforeUpgrade": False}}
+#: The day-two runs' settings. backup.beforeUpgrade (the default) is on: the control plane's
+#: upgrade step first snapshots its real etcd (test_etcd_on_vms.py checks the backup).
+DAY_TWO = {"upgrade": {"workerBatchSize": 2}, "backup": {"beforeUpgrade": True}}
 #: kubelet's main PID and when it (re)started, per node.
 KUBELET = "systemctl show -p MainPID -p ActiveEnterTimestampMonotonic kubelet; kubelet --version"
 
@@ -411,6 +501,7 @@ def test_the_upgrade_to_the_next_patch_release_runs_kubeadm_upgrade_on_every_nod
     for n in (cp, *workers):
         prep = live.step(f"{n}-prepare").result
         assert f"node prep is not changing it to {K8S_NEXT}" in " ".join(prep.stderr.split()), prep.explain()
+        assert not re.search(r"\] installing ", prep.stderr), f"node prep installed packages on a joined node:\n{prep.explain()}"
 
     version = f"{K8S_NEXT}-{mirror_module.PACKAGE_REVISION}"
     for vm, old, node in zip(rehearsal.vms, before, facts_all(rehearsal)):
@@ -440,6 +531,37 @@ def test_the_upgrade_to_the_next_patch_release_runs_kubeadm_upgrade_on_every_nod
     cluster = rehearsal.sh(rehearsal.vms[0], "kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get "
                                              "configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}'")
     assert re.search(rf"kubernetesVersion: v?{re.escape(K8S_NEXT)}\b", cluster.stdout), cluster.explain()
+
+    # What each step did, in order, by its log and real kubectl's answers from the API (what the
+    # node sandbox of tests/test_lifecycle_scripts.py asserted with stubs, issue 11): kubeadm
+    # first, then the cluster (first control plane) or the node's configuration (a worker), the
+    # drain (a control plane drains itself; a worker is annotated and drained from the first
+    # control plane), kubelet and kubectl, the kubelet restarted, the uncordon.
+    def in_order(name: str, *said: str) -> None:
+        log, at = live.step(name).result.stderr, 0
+        for needle in said:
+            found = log.find(needle, at)
+            assert found >= 0, f"{name}: {needle!r} is missing or out of order (expected in order: {said}):\n{log[-5000:]}"
+            at = found + len(needle)
+
+    new = f"{K8S_NEXT}-*"
+    in_order(f"{cp}-upgrade", f"upgrading {cp} (first-control-plane) to {K8S_NEXT}", f"installing kubeadm={new}",
+             f"kubeadm upgrade apply v{K8S_NEXT}", f"draining {cp}", f"node/{cp} cordoned",
+             f"installing kubelet={new} kubectl={new}", "restarting kubelet", f"uncordoning {cp}", f"node/{cp} uncordoned",
+             f"{cp} is upgraded to {K8S_NEXT}")
+    for w in workers:
+        in_order(f"{w}-upgrade-drain", f"draining node {w} (kubelet v{K8S}) for its upgrade to v{K8S_NEXT}",
+                 f"node/{w} annotated", f"node/{w} cordoned")
+        in_order(f"{w}-upgrade", f"upgrading {w} (worker) to {K8S_NEXT}", f"installing kubeadm={new}", "kubeadm upgrade node",
+                 f"installing kubelet={new} kubectl={new}", "restarting kubelet", f"{w} is upgraded to {K8S_NEXT}")
+        assert f"] draining {w}" not in live.step(f"{w}-upgrade").result.stderr, "a worker drained itself"
+        in_order(f"{w}-upgrade-uncordon", f"uncordoning node {w} (kubelet v{K8S_NEXT})", f"node/{w} uncordoned",
+                 f"node/{w} annotated", f"node {w} is upgraded and schedulable again")
+    for step in live.steps:
+        assert step.result.stdout == "", f"{step.name} printed on stdout:\n{step.result.stdout[-2000:]}"
+        if step.name.endswith("-upgrade"):
+            updates = [line for line in step.result.stderr.splitlines() if line.endswith("] apt-get update")]
+            assert len(updates) == 1, f"{step.name}: apt-get update ran {len(updates)} times, not once"
     DONE["upgrade"] = True
 
 
@@ -461,6 +583,13 @@ def test_removing_a_worker_drains_deletes_and_resets_it_and_leaves_the_others_al
         membership.result.explain())
     # kubectl talked to the API stand-in cleanly (no stray answer on a kept-alive connection).
     assert "Unsolicited response" not in membership.result.stderr, membership.result.explain()
+    # In that order, by real kubectl's answers: cordoned and drained, then the Node deleted; stdout
+    # stays clean.
+    log = membership.result.stderr
+    steps = [log.find(f"draining {gone}"), log.find(f"node/{gone} cordoned"), log.find(f'node "{gone}" deleted'),
+             log.find(f"node {gone} removed from the cluster")]
+    assert -1 not in steps and steps == sorted(steps), f"expected drain, cordon, delete, removed in order:\n{log}"
+    assert membership.result.stdout == "", membership.result.stdout
     assert join.command == RESET_ON_DELETE and gone_vm.private_ip in join.target, join.target
     assert not [name for name in live.state if name.startswith(gone)], sorted(live.state)
 

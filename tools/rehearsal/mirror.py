@@ -21,6 +21,14 @@ version and runs the real binary for everything else (for runc, the binary trave
 single ``runc.amd64`` file and is unpacked on first use). kubelet, kubeadm and crictl are
 stand-ins (``standins/standin.py``): no registry here has them.
 
+``v2/etcd/`` - a read-only container registry (the OCI distribution API's pull side) serving one
+image, ``registry.k8s.io/etcd:<ETCD_IMAGE_TAG>``, whose layer holds Debian's real etcd, etcdctl and
+etcdutl (etcd-server, etcd-client; 3.5 where kubeadm runs 3.6: released under kubeadm's tag, as
+containerd is) with Debian's glibc they link against, at the paths of the upstream image
+(``/usr/local/bin/etcd`` ...). The stack's ``mirrors.registries`` points registry.k8s.io here:
+real containerd pulls it through the ``hosts.toml`` the node prep writes, the kubelet stand-in
+runs it as the etcd static pod, and etcd-restore.sh mounts it for its etcdutl.
+
 ``/slow/<seconds>/<path>`` serves ``<path>`` with its ``InRelease`` trickling in over that many
 seconds (a piece every ``SLOW_PIECE_SECONDS``: apt's timeouts never fire, apt just waits for the
 slow mirror), which keeps an ``apt-get update`` (and apt's lock of the package lists) busy for
@@ -52,6 +60,16 @@ from tools import debian_packages
 from tools.rehearsal import cache_dir
 
 STANDIN = Path(__file__).parent / "standins" / "standin.py"
+#: The registry whose images the mirror serves (kubeadm's default imageRepository).
+REGISTRY = "registry.k8s.io"
+#: The etcd image kubeadm 1.36 runs (tests/upstream/kubeadm/minikube-kubeadm-images.digest.yaml:
+#: etcd 3.6.8-0 for every v1.36 release listed there; test_parts checks the two agree).
+ETCD_IMAGE_TAG = "3.6.8-0"
+ETCD_IMAGE = f"{REGISTRY}/etcd:{ETCD_IMAGE_TAG}"
+#: OCI media types of the etcd image (image-spec v1.1 media-types.md).
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 #: The Debian revision pkgs.k8s.io gives its packages ("1.36.4-1.1").
 PACKAGE_REVISION = "1.1"
 #: Where the apt repository of one minor lives under the mirror's root ({minor}: v1.36).
@@ -192,6 +210,12 @@ def _standin(version: str) -> bytes:
     return STANDIN.read_text().replace('VERSION = "@VERSION@"', f'VERSION = "{version}"').encode()
 
 
+def standin_images() -> bytes:
+    """/usr/lib/kc-standin/images.json: the image tags the kubeadm stand-in names (``config
+    images list``) and writes into the etcd manifest."""
+    return json.dumps({"etcd": ETCD_IMAGE_TAG, "pause": versions.PAUSE_IMAGE.rsplit(":", 1)[1]}).encode()
+
+
 def kubernetes_debs(k8s_version: str, roots: dict[str, Path]) -> list[Deb]:
     """kubelet, kubeadm and kubectl of one Kubernetes patch release."""
     version = f"{k8s_version}-{PACKAGE_REVISION}"
@@ -207,7 +231,8 @@ def kubernetes_debs(k8s_version: str, roots: dict[str, Path]) -> list[Deb]:
         Deb("kubeadm", version, "Command-line utility for administering a Kubernetes cluster (rehearsal stand-in)",
             files={"/usr/bin/kubeadm": standin,
                    "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": KUBEADM_DROPIN,
-                   "/usr/lib/kc-standin/kubeadm-v1beta4.json": json.dumps(kubeadm_types()).encode()},
+                   "/usr/lib/kc-standin/kubeadm-v1beta4.json": json.dumps(kubeadm_types()).encode(),
+                   "/usr/lib/kc-standin/images.json": standin_images()},
             depends=python),
         Deb("kubectl", version, f"Command-line utility for interacting with a Kubernetes cluster (Debian's real kubectl "
             f"{roots['kubectl'].name.split('_')[1]})",
@@ -317,6 +342,79 @@ def runc_release(directory: Path, version: str, root: Path) -> None:
     (folder / "runc.sha256sum").write_text(f"{_sha256(folder / 'runc.amd64')}  runc.amd64\n")
 
 
+# --- the etcd image --------------------------------------------------------------------------
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes | None = None, mode: int = 0o755,
+             link: str | None = None) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid = 0, 0, 0
+    if link is not None:
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, link, 0o777
+        tar.addfile(info)
+    elif data is None:
+        info.type, info.mode = tarfile.DIRTYPE, mode
+        tar.addfile(info)
+    else:
+        info.size, info.mode = len(data), mode
+        tar.addfile(info, io.BytesIO(data))
+
+
+def etcd_layer(roots: dict[str, Path]) -> bytes:
+    """The uncompressed layer of the etcd image: Debian's etcd, etcdctl and etcdutl where the
+    upstream image has them (/usr/local/bin), and the glibc they link against (Debian's builds
+    are dynamically linked; upstream's are static), merged-/usr like Debian."""
+    libc = roots["libc6"] / "usr/lib/x86_64-linux-gnu"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for directory in ("usr", "usr/local", "usr/local/bin", "usr/lib", "usr/lib/x86_64-linux-gnu", "usr/lib64",
+                          "etc", "tmp", "var", "var/lib"):
+            _tar_add(tar, directory, mode=0o1777 if directory == "tmp" else 0o755)
+        _tar_add(tar, "lib", link="usr/lib")
+        _tar_add(tar, "lib64", link="usr/lib64")
+        for name in ("ld-linux-x86-64.so.2", "libc.so.6"):
+            _tar_add(tar, f"usr/lib/x86_64-linux-gnu/{name}", (libc / name).resolve().read_bytes())
+        _tar_add(tar, "usr/lib64/ld-linux-x86-64.so.2", link="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+        for package, binary in (("etcd-server", "etcd"), ("etcd-client", "etcdctl"), ("etcd-server", "etcdutl")):
+            _tar_add(tar, f"usr/local/bin/{binary}", (roots[package] / "usr/bin" / binary).read_bytes())
+        _tar_add(tar, "etc/nsswitch.conf", b"hosts: files dns\n", 0o644)
+    return buffer.getvalue()
+
+
+def etcd_image(directory: Path, roots: dict[str, Path], tag: str = ETCD_IMAGE_TAG) -> str:
+    """``etcd:<tag>`` laid out as a registry serves it (``directory`` is the mirror's root):
+    ``v2/etcd/manifests/<tag>`` and ``.../sha256:<digest>``, ``v2/etcd/blobs/sha256:<digest>``
+    for the config and the layer. Returns the manifest's digest."""
+    blobs = directory / "v2" / "etcd" / "blobs"
+    manifests = directory / "v2" / "etcd" / "manifests"
+    blobs.mkdir(parents=True, exist_ok=True)
+    manifests.mkdir(parents=True, exist_ok=True)
+
+    def blob(data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"digest": digest, "size": len(data)}
+
+    layer = etcd_layer(roots)
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    versions_of = {name: roots[name].name.split("_")[1] for name in ("etcd-server", "etcd-client", "libc6")}
+    config = {
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": ["/usr/local/bin/etcd"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": f"kubeadm-cluster rehearsal: Debian's etcd-server {versions_of['etcd-server']}, "
+                                   f"etcd-client {versions_of['etcd-client']}, libc6 {versions_of['libc6']}"}],
+    }
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": CONFIG_TYPE, **blob(json.dumps(config, sort_keys=True).encode())},
+        "layers": [{"mediaType": LAYER_TYPE, **blob(gzip.compress(layer, compresslevel=1, mtime=0))}],
+    }, sort_keys=True).encode()
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    (manifests / tag).write_bytes(manifest)
+    (manifests / digest).write_bytes(manifest)
+    return digest
+
+
 # --- the whole mirror ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MirrorContent:
@@ -327,7 +425,8 @@ class MirrorContent:
     debian_versions: dict[str, str]
 
 
-DEBIAN_PACKAGES = ("containerd", "runc", "kubectl", "containernetworking-plugins")
+DEBIAN_PACKAGES = ("containerd", "runc", "kubectl", "containernetworking-plugins", "etcd-server", "etcd-client",
+                   "libc6")
 #: The Debian suite each package comes from when not unstable (see the module's docstring).
 PACKAGE_SUITES = {"runc": "bookworm"}
 
@@ -364,6 +463,7 @@ def build_mirror(
             write_apt_repository(work / K8S_REPO_PATH.format(minor=minor), debs)
     containerd_release(work / "containerd", containerd_version, roots["containerd"])
     runc_release(work / "runc", runc_version, roots["runc"])
+    etcd_image(work, roots)
     (work / ".complete").write_text(json.dumps({"debian": debian_versions, "kubernetes": list(kubernetes_versions)}))
     shutil.rmtree(root, ignore_errors=True)
     work.rename(root)
@@ -388,6 +488,7 @@ class MirrorServer:
         self.requests: list[Request] = []
         self.down_until = 0.0
         self.down_paths: tuple[str, ...] = ()
+        self.digests: dict[Path, str] = {}
         mirror = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -398,12 +499,44 @@ class MirrorServer:
                 if time.time() < mirror.down_until and (not mirror.down_paths or self.path.startswith(mirror.down_paths)):
                     self.send_error(503, "mirror down (rehearsal outage)")
                     return None
+                if self.path.startswith("/v2/") or self.path == "/v2":
+                    return self.registry_head()
                 slow = re.match(r"^/slow/(\d+)(/.*)$", self.path)
                 if slow:
                     self.requested, self.path = self.path, slow.group(2)
                     if self.path.endswith("/InRelease"):
                         self.slow_seconds = int(slow.group(1))
                 return super().send_head()
+
+            def registry_head(self) -> Any:
+                """The registry's answer to a GET or HEAD under /v2/ (the OCI distribution spec's
+                pull endpoints; containerd adds ``?ns=<registry>`` when it asks a mirror)."""
+                path = self.path.split("?", 1)[0]
+                if path in ("/v2", "/v2/"):
+                    body = b"{}"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    return io.BytesIO(body)
+                match = re.match(r"^/v2/([a-z0-9/._-]+)/(manifests|blobs)/([A-Za-z0-9_.:-]+)$", path)
+                file = content.root / "v2" / match.group(1) / match.group(2) / match.group(3) if match else None
+                if match is None or file is None or ".." in path or not file.is_file():
+                    kind = "MANIFEST_UNKNOWN" if match and match.group(2) == "manifests" else "BLOB_UNKNOWN" if match else "NAME_UNKNOWN"
+                    body = json.dumps({"errors": [{"code": kind, "message": f"{path} is not in the rehearsal registry"}]}).encode()
+                    self.send_response(404)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    return io.BytesIO(body)
+                self.send_response(200)
+                self.send_header("Content-Type", MANIFEST_TYPE if match.group(2) == "manifests" else "application/octet-stream")
+                self.send_header("Content-Length", str(file.stat().st_size))
+                self.send_header("Docker-Content-Digest", mirror.digest(file))
+                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                self.end_headers()
+                return file.open("rb")
 
             def copyfile(self, source: Any, outputfile: Any) -> None:
                 seconds = getattr(self, "slow_seconds", 0)
@@ -440,6 +573,12 @@ class MirrorServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def digest(self, file: Path) -> str:
+        """``sha256:<hex>`` of a served registry file (computed once)."""
+        if file not in self.digests:
+            self.digests[file] = "sha256:" + _sha256(file)
+        return self.digests[file]
+
     def outage(self, seconds: float, paths: tuple[str, ...] = ()) -> None:
         """Answer 503 for ``seconds`` (only under ``paths`` when given)."""
         self.down_paths = paths
@@ -455,6 +594,8 @@ class MirrorServer:
             "kubernetesPackages": f"{base}/{K8S_REPO_PATH}",
             "containerdReleases": f"{base}/containerd",
             "runcReleases": f"{base}/runc",
+            # containerd pulls registry.k8s.io's images (the etcd image) from the mirror's registry.
+            "registries": {REGISTRY: [base]},
         }
 
     def __enter__(self) -> "MirrorServer":

@@ -63,7 +63,7 @@ kc_restore_config_value() {
 
 # kc_restore_etcdutl WORK : sets KC_RESTORE_ETCDUTL to an etcdutl to run: ETCDUTL, or the etcdutl
 # of the etcd image `kubeadm config images list` names for this configuration, mounted under WORK
-# (unmounted when the script exits). Not called in $(...): its exit hook must be the script's.
+# (unmounted at exit by kc_restore_main's exit hook). Not called in $(...): it must set the variable.
 kc_restore_etcdutl() {
   local work=$1 image
   if [[ -n $ETCDUTL ]]; then
@@ -79,7 +79,6 @@ kc_restore_etcdutl() {
   kc_retry 4 crictl pull "$image" </dev/null >&2 || kc_die "cannot pull $image"
   mkdir -p "$work/image"
   ctr -n k8s.io images mount "$image" "$work/image" </dev/null >&2 || kc_die "cannot mount the image $image"
-  kc_on_exit "ctr -n k8s.io images unmount --rm '$work/image' >/dev/null 2>&1"
   [[ -x $work/image/usr/local/bin/etcdutl ]] || kc_die "the image $image has no /usr/local/bin/etcdutl"
   KC_RESTORE_ETCDUTL=$work/image/usr/local/bin/etcdutl
 }
@@ -120,7 +119,10 @@ kc_restore_main() {
     work=$(mktemp -d) || kc_die "cannot create a work directory"
   fi
   chmod 700 "$work"
-  kc_on_exit "rm -rf --one-file-system -- '$work'"
+  # The image kc_restore_etcdutl mounts under the work directory is unmounted first: rm's
+  # --one-file-system skips a mount point, which would leave the work directory (and the
+  # backup's CA keys in it) behind after a refused snapshot.
+  kc_on_exit "if [[ -d '$work/image' ]]; then ctr -n k8s.io images unmount --rm '$work/image' >/dev/null 2>&1 || true; fi; rm -rf --one-file-system -- '$work'"
 
   # 1. The backup: a complete gzip'ed tar of relative paths, every file its SHA256SUMS lists intact.
   local listing member

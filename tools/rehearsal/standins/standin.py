@@ -20,15 +20,26 @@ kubelet
     refuses to start without its config (systemd restarts it, as with the real one), with swap on
     (failSwapOn), on cgroup v1 or without the CRI answering; then serves /healthz on
     127.0.0.1:10248, runs the static pods it knows (kube-apiserver -> the API stand-in below) and
-    registers its Node with the API server named in kubelet.conf.
+    registers its Node with the API server named in kubelet.conf. The etcd static pod is a real
+    container: the manifest's image (``registry.k8s.io/etcd``, real etcd, pulled by the node's
+    real containerd from the rehearsal mirror through the stack's registry mirror) run with
+    ``ctr`` with the pod's hostPath mounts, host network and the CRI labels the kubelet sets. It
+    outlives kubelet restarts (containerd's shim keeps it, as with the real kubelet); a changed
+    manifest replaces it, a removed one stops it, and after a reboot it is started again.
 kube-apiserver
     HTTPS on :6443 with the cluster's serving certificate: /readyz, /livez, /version, discovery,
     ConfigMaps, Nodes (get, list, patch, delete), Pods (an empty list), evictions, and the
     bootstrap-token handshake (cluster-info with its JWS signatures; the TLS bootstrap of a
-    joining kubelet). Its "etcd" is /var/lib/kc-standin.
+    joining kubelet). Its objects live in /var/lib/kc-standin, not in etcd; /readyz fails while
+    a local etcd (a node with an etcd manifest) does not answer on 127.0.0.1:2379, as the real
+    one's etcd check does.
 crictl
     ``version`` / ``info``: containerd's socket answers (``ctr version``) and its CRI plugin
-    loaded (``ctr plugins ls``).
+    loaded (``ctr plugins ls``). ``ps`` (``-a``, ``-q``, ``--name`` regex, ``--label k=v``,
+    ``--state``, ``--id``, ``-o json|table``, ``--no-trunc``) lists the kubelet's containers from
+    containerd; ``exec ID CMD...`` runs CMD in that container (``ctr tasks exec``: the image's
+    etcdctl, with the pod's mounts); ``pull IMAGE`` pulls through containerd's hosts.toml
+    mirrors. Other commands and flags fail loudly.
 
 Runs with the node's python3 and python3-yaml (the packages depend on them) and openssl.
 """
@@ -71,6 +82,24 @@ KUBELET_DIR = Path("/var/lib/kubelet")
 STATE = Path("/var/lib/kc-standin")
 LOGS = Path("/var/log/kc-standin")
 TYPES_FILE = Path("/usr/lib/kc-standin/kubeadm-v1beta4.json")
+#: The image tags kubeadm names (``{"etcd": "3.6.8-0", "pause": ...}``; the mirror writes it).
+IMAGES_FILE = Path("/usr/lib/kc-standin/images.json")
+#: kubeadm's defaults: ClusterConfiguration imageRepository and etcd.local.dataDir.
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+ETCD_DATA_DIR = Path("/var/lib/etcd")
+#: containerd's namespace of the CRI (and of the kubelet's containers); its hosts.toml directory.
+CTR_NAMESPACE = "k8s.io"
+HOSTS_DIR = "/etc/containerd/certs.d"
+#: The labels the kubelet gives a container (what ``crictl ps --name/--label`` filter on), and the
+#: stand-in's own: the hash of the manifest's container spec (a changed manifest replaces it).
+POD_NAME_LABEL = "io.kubernetes.pod.name"
+POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
+SPEC_LABEL = "kc-standin.spec-hash"
+#: The static pods the kubelet runs as real containers (the others have no image here).
+CONTAINER_PODS = ("etcd",)
+ETCD_CLIENT_PORT = 2379
+ETCD_METRICS_PORT = 2381
 DEFAULT_CRI = "unix:///run/containerd/containerd.sock"
 KUBEADM_API = "kubeadm.k8s.io/v1beta4"
 API_PORT = 6443
@@ -342,6 +371,15 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def port_answers(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def swap_on() -> bool:
     return len(Path("/proc/swaps").read_text().splitlines()) > 1
 
@@ -387,6 +425,10 @@ def preflight(control_plane: bool, cri_socket: str, ignore: set[str]) -> None:
             errors.append((f"FileAvailable--etc-kubernetes-{name.replace('.', '-')}", f"{KUBE / name} already exists"))
     if MANIFESTS.is_dir() and [p for p in MANIFESTS.iterdir() if not p.name.startswith(".")]:
         errors.append(("DirAvailable--etc-kubernetes-manifests", f"{MANIFESTS} is not empty"))
+    # A stacked etcd's data directory must be empty (kubeadm's DirAvailableCheck on
+    # etcd.local.dataDir; a restore ignores it with --ignore-preflight-errors=DirAvailable--var-lib-etcd).
+    if control_plane and ETCD_DATA_DIR.is_dir() and any(ETCD_DATA_DIR.iterdir()):
+        errors.append(("DirAvailable--var-lib-etcd", f"{ETCD_DATA_DIR} is not empty"))
     if not (KUBELET_DIR.is_dir() and Path("/usr/bin/kubelet").exists()):
         errors.append(("KubeletVersion", "the kubelet is not installed"))
     else:
@@ -610,7 +652,112 @@ def control_plane_files(cluster: dict[str, Any], advertise: str, node_name: str,
     cm_args = [f"--{a['name']}={a['value']}" for a in (cluster.get("controllerManager") or {}).get("extraArgs") or []]
     write(MANIFESTS / "kube-controller-manager.yaml", static_pod("kube-controller-manager", ["kube-controller-manager", *cm_args]))
     write(MANIFESTS / "kube-scheduler.yaml", static_pod("kube-scheduler", ["kube-scheduler"]))
-    write(MANIFESTS / "etcd.yaml", static_pod("etcd", ["etcd", f"--advertise-client-urls=https://{advertise}:2379"]))
+    etcd_files(cluster, advertise, node_name)
+
+
+# --- the etcd static pod ---------------------------------------------------------------------
+def image_tags() -> dict[str, str]:
+    try:
+        tags: dict[str, str] = json.loads(IMAGES_FILE.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        fail(f"error: the stand-in has no image list ({IMAGES_FILE}: {error})")
+    return tags
+
+
+def control_plane_images(cluster: dict[str, Any], version: str) -> list[str]:
+    """What ``kubeadm config images list`` prints for a ClusterConfiguration (kubeadm's order;
+    CoreDNS left out: the stand-in has no record of its tag and installs no add-on)."""
+    repository = str(cluster.get("imageRepository") or DEFAULT_IMAGE_REPOSITORY).rstrip("/")
+    version = version if version.startswith("v") else f"v{version}"
+    images = [f"{repository}/{name}:{version}" for name in
+              ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
+    images.append(f"{repository}/pause:{image_tags()['pause']}")
+    if not (cluster.get("etcd") or {}).get("external"):
+        images.append(etcd_image(cluster))
+    return images
+
+
+def etcd_image(cluster: dict[str, Any]) -> str:
+    """etcd.local.imageRepository/imageTag, else <imageRepository>/etcd:<kubeadm's etcd tag>."""
+    local = (cluster.get("etcd") or {}).get("local") or {}
+    repository = str(local.get("imageRepository") or cluster.get("imageRepository") or DEFAULT_IMAGE_REPOSITORY)
+    return f"{repository.rstrip('/')}/etcd:{local.get('imageTag') or image_tags()['etcd']}"
+
+
+def etcd_files(cluster: dict[str, Any], advertise: str, node_name: str) -> None:
+    """kubeadm's certificates of a stacked etcd member and its static pod manifest: server and
+    peer certificates (serving and client auth, for localhost, the node and its address), the
+    health-check and API server client certificates, all signed by pki/etcd/ca; the data
+    directory (mode 0700, as kubeadm creates it)."""
+    etcd_dir = PKI / "etcd"
+    sans = ["localhost", node_name, advertise, "127.0.0.1", "::1"]
+    for name in ("server", "peer"):
+        sign(etcd_dir, "ca", etcd_dir / f"{name}.key", etcd_dir / f"{name}.crt", f"/CN={node_name}",
+             "serverAuth,clientAuth", sans)
+    sign(etcd_dir, "ca", etcd_dir / "healthcheck-client.key", etcd_dir / "healthcheck-client.crt",
+         "/CN=kube-etcd-healthcheck-client", "clientAuth")
+    sign(etcd_dir, "ca", PKI / "apiserver-etcd-client.key", PKI / "apiserver-etcd-client.crt",
+         "/CN=kube-apiserver-etcd-client", "clientAuth")
+    local = (cluster.get("etcd") or {}).get("local") or {}
+    data_dir = str(local.get("dataDir") or ETCD_DATA_DIR)
+    Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    write(MANIFESTS / "etcd.yaml", etcd_manifest(cluster, advertise, node_name), 0o600)
+
+
+def etcd_manifest(cluster: dict[str, Any], advertise: str, node_name: str) -> str:
+    """The static pod kubeadm writes for a stacked etcd member (the flags both etcd 3.5, which
+    the rehearsal runs, and 3.6 accept; kubeadm 1.36 adds 3.6's feature gates)."""
+    local = (cluster.get("etcd") or {}).get("local") or {}
+    data_dir = str(local.get("dataDir") or ETCD_DATA_DIR)
+    pki = "/etc/kubernetes/pki/etcd"
+    peer = f"https://{advertise}:2380"
+    flags = {
+        "advertise-client-urls": f"https://{advertise}:{ETCD_CLIENT_PORT}",
+        "cert-file": f"{pki}/server.crt", "client-cert-auth": "true", "data-dir": data_dir,
+        "initial-advertise-peer-urls": peer, "initial-cluster": f"{node_name}={peer}",
+        "key-file": f"{pki}/server.key",
+        "listen-client-urls": f"https://127.0.0.1:{ETCD_CLIENT_PORT},https://{advertise}:{ETCD_CLIENT_PORT}",
+        "listen-metrics-urls": f"http://127.0.0.1:{ETCD_METRICS_PORT}", "listen-peer-urls": peer,
+        "name": node_name, "peer-cert-file": f"{pki}/peer.crt", "peer-client-cert-auth": "true",
+        "peer-key-file": f"{pki}/peer.key", "peer-trusted-ca-file": f"{pki}/ca.crt", "snapshot-count": "10000",
+        "trusted-ca-file": f"{pki}/ca.crt",
+    }
+    for arg in local.get("extraArgs") or []:
+        flags[str(arg["name"])] = str(arg["value"])
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "etcd", "namespace": "kube-system", "labels": {"component": "etcd", "tier": "control-plane"},
+                     "annotations": {"kubeadm.kubernetes.io/etcd.advertise-client-urls": flags["advertise-client-urls"]}},
+        "spec": {
+            "hostNetwork": True, "priorityClassName": "system-node-critical",
+            "containers": [{
+                "name": "etcd", "image": etcd_image(cluster), "imagePullPolicy": "IfNotPresent",
+                "command": ["etcd", *(f"--{name}={value}" for name, value in sorted(flags.items()))],
+                "volumeMounts": [{"mountPath": data_dir, "name": "etcd-data"}, {"mountPath": pki, "name": "etcd-certs"}],
+            }],
+            "volumes": [{"hostPath": {"path": pki, "type": "DirectoryOrCreate"}, "name": "etcd-certs"},
+                        {"hostPath": {"path": data_dir, "type": "DirectoryOrCreate"}, "name": "etcd-data"}],
+        },
+    }, sort_keys=False)
+
+
+def etcd_healthy(timeout: float) -> str | None:
+    """None once the local etcd answers healthy on its metrics URL (what kubeadm's probe and
+    its etcd wait read), else the last problem after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ETCD_METRICS_PORT}/health", timeout=5) as response:
+                answer = json.loads(response.read().decode())
+            if str(answer.get("health")) == "true":
+                return None
+            last = json.dumps(answer)
+        except (OSError, ValueError, urllib.error.URLError) as error:
+            last = str(error)
+        if time.monotonic() > deadline:
+            return last
+        time.sleep(2)
 
 
 def store_object(namespace: str, kind: str, name: str, obj: dict[str, Any]) -> None:
@@ -781,11 +928,29 @@ def kubeadm_reset(args: list[str]) -> None:
     _, flags = parse_flags(args)
     if flags.get("force") != "true" and flags.get("f") != "true":
         fail("error: the stand-in kubeadm only resets with --force")
+    removed: list[str] = []
+    # The etcd data directory of a stacked member (read from its manifest; none: external etcd
+    # or no etcd here), emptied after its container is gone.
+    data_dir: Path | None = None
+    if (MANIFESTS / "etcd.yaml").exists():
+        command = etcd_command(MANIFESTS / "etcd.yaml")
+        data_dir = Path(next((a.split("=", 1)[1] for a in command if a.startswith("--data-dir=")), str(ETCD_DATA_DIR)))
     print("[reset] Stopping the kubelet service")
     run(["systemctl", "stop", "kubelet"])
-    removed: list[str] = []
+    endpoint = flags.get("cri-socket") or DEFAULT_CRI
+    for container in runtime_containers(endpoint):
+        if container["labels"].get(POD_NAMESPACE_LABEL):
+            remove_container(endpoint, container["id"])
+            removed.append(f"container {container['id'][:13]} ({container['labels'].get(CONTAINER_NAME_LABEL)})")
+    if data_dir is not None and data_dir.is_dir():
+        for child in data_dir.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        print(f"[reset] Deleted contents of the etcd data directory: {data_dir}")
+        removed.append(f"contents of {data_dir}")
+    # kubeadm's cleanup list (cmd/kubeadm/app/cmd/phases/reset/cleanupnode.go): the kubeconfig
+    # files it wrote; other files in /etc/kubernetes (a kept kubeadm-config.yaml) stay.
     for path in [*[KUBE / n for n in ("admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
-                                      "controller-manager.conf", "scheduler.conf", "kubeadm-config.yaml")],
+                                      "controller-manager.conf", "scheduler.conf")],
                  PKI, STATE]:
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -798,7 +963,7 @@ def kubeadm_reset(args: list[str]) -> None:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
                 removed.append(str(child))
     record("kubeadm", event="reset", removed=removed)
-    print("[reset] Deleted contents of the etcd data directory, /etc/kubernetes, /var/lib/kubelet")
+    print("[reset] Deleted contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]")
 
 
 def kubeadm_token(args: list[str]) -> None:
@@ -827,7 +992,7 @@ def kubeadm_token(args: list[str]) -> None:
         for extra in listed[1:]:
             add_token(extra.get("token"), str(extra.get("ttl") or "24h"), str(extra.get("description") or ""), True)
     token = add_token(given, ttl, description, fail_if_exists=True)
-    record("kubeadm", event="token-create", ttl=ttl, config="config" in flags)
+    record("kubeadm", event="token-create", ttl=ttl, description=description, config="config" in flags)
     if flags.get("print-join-command") == "true":
         endpoint = server.removeprefix("https://")
         print(f"kubeadm join {endpoint} --token {token} --discovery-token-ca-cert-hash "
@@ -838,8 +1003,21 @@ def kubeadm_token(args: list[str]) -> None:
 
 def kubeadm_config(args: list[str]) -> None:
     positional, flags = parse_flags(args)
+    if positional[:2] == ["images", "list"]:
+        unknown = sorted(set(flags) - {"config", "kubernetes-version", "image-repository"})
+        if unknown:
+            fail(f"error: the stand-in kubeadm does not implement 'config images list' with {unknown}")
+        cluster: dict[str, Any] = {}
+        if "config" in flags:
+            cluster = dict(load_config(flags["config"], strict=False).get("ClusterConfiguration") or {})
+        if flags.get("image-repository"):
+            cluster["imageRepository"] = flags["image-repository"]
+        version = flags.get("kubernetes-version") or str(cluster.get("kubernetesVersion") or kube_version())
+        record("kubeadm", event="config-images-list")
+        print("\n".join(control_plane_images(cluster, version)))
+        return
     if positional[:1] != ["validate"]:
-        fail("error: the stand-in kubeadm supports 'config validate' only")
+        fail("error: the stand-in kubeadm supports 'config validate' and 'config images list' only")
     if "config" not in flags:
         fail("error: config validate needs --config")
     load_config(flags["config"], strict=True)
@@ -868,6 +1046,14 @@ def kubeadm_upgrade(args: list[str]) -> None:
             fail(f"error: specified version to upgrade to {target} is at least one minor release higher than "
                  f"the kubeadm minor release {current}")
         cluster["kubernetesVersion"] = target if target.startswith("v") else f"v{target}"
+        if (MANIFESTS / "etcd.yaml").exists():
+            # The etcd phase: the target's etcd tag is the one running (one kubeadm minor), so the
+            # member stays; kubeadm waits for it to be healthy before the other components.
+            print("[upgrade/etcd] Waiting for the local etcd to be healthy")
+            problem = etcd_healthy(120)
+            if problem:
+                fail(f"error: [upgrade/etcd] the local etcd is not healthy: {problem}")
+            print(f"[upgrade/etcd] etcd is healthy; the desired etcd image {etcd_image(cluster)} is the one running")
         cm["data"]["ClusterConfiguration"] = yaml.safe_dump(cluster, sort_keys=False)
         store_object("kube-system", "configmaps", "kubeadm-config", cm)
         record("kubeadm", event="upgrade-apply", target=target, previous=current)
@@ -952,6 +1138,7 @@ def kubelet_main(args: list[str]) -> None:
     node_name = flags.get("hostname-override") or socket.gethostname()
     node_ip = flags.get("node-ip", "")
     registered = False
+    pods: dict[str, dict[str, Any]] = {}
     while not stop.is_set():
         if (MANIFESTS / "kube-apiserver.yaml").exists():
             if apiserver is None or apiserver.poll() is not None:
@@ -962,6 +1149,7 @@ def kubelet_main(args: list[str]) -> None:
             apiserver = None
         registered = register_node(flags.get("kubeconfig", str(KUBE / "kubelet.conf")), node_name, node_ip,
                                    registered)
+        sync_container_pods(endpoint, node_name, pods)
         stop.wait(10)
     if apiserver is not None and apiserver.poll() is None:
         apiserver.terminate()
@@ -1064,7 +1252,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path, _, query = self.path.partition("?")
-        if path in ("/readyz", "/livez", "/healthz"):
+        if path == "/readyz" and (MANIFESTS / "etcd.yaml").exists() and not port_answers(ETCD_CLIENT_PORT):
+            # The real /readyz includes its etcd check: a stacked control plane is not ready
+            # while its local etcd does not answer.
+            self.reply(500, f"[-]etcd failed: no answer on 127.0.0.1:{ETCD_CLIENT_PORT}\nreadyz check failed")
+        elif path in ("/readyz", "/livez", "/healthz"):
             self.reply(200, "ok")
         elif path == "/version":
             major, minor = minor_of(kube_version())
@@ -1297,7 +1489,310 @@ def apiserver_main() -> None:
     server.serve_forever()
 
 
+# --- containers (the node's real containerd, through ctr) -------------------------------------
+def ctr(endpoint: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``ctr`` on containerd's socket, in the CRI's namespace (k8s.io)."""
+    binary = shutil.which("ctr") or "/usr/local/bin/ctr"
+    command = [binary, "--address", endpoint.removeprefix("unix://"), "--namespace", CTR_NAMESPACE, *args]
+    try:
+        return run(command, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(command, 124, "", f"ctr {' '.join(args[:2])} timed out after {timeout:g}s")
+    except OSError as error:
+        return subprocess.CompletedProcess(command, 127, "", f"cannot run ctr: {error}")
+
+
+#: containerd's task status -> the CRI's container state (a container without a task: exited).
+CRI_STATES = {"RUNNING": "running", "PAUSED": "running", "PAUSING": "running", "CREATED": "created",
+              "STOPPED": "exited", "": "exited"}
+
+
+def runtime_containers(endpoint: str) -> list[dict[str, Any]]:
+    """The containers of containerd's k8s.io namespace: id, labels, image, CRI state
+    (created, running, exited, unknown), task pid and creation time."""
+    listed = ctr(endpoint, "containers", "list", "--quiet")
+    if listed.returncode != 0:
+        return []
+    tasks: dict[str, tuple[int, str]] = {}
+    for line in ctr(endpoint, "tasks", "list").stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].isdigit():
+            tasks[fields[0]] = (int(fields[1]), fields[2])
+    found = []
+    for cid in listed.stdout.split():
+        try:
+            info = json.loads(ctr(endpoint, "containers", "info", cid).stdout)
+        except json.JSONDecodeError:
+            continue
+        pid, task = tasks.get(cid, (0, ""))
+        found.append({"id": cid, "labels": info.get("Labels") or {}, "image": info.get("Image", ""),
+                      "state": CRI_STATES.get(task, "unknown"), "pid": pid, "created": info.get("CreatedAt", "")})
+    return found
+
+
+def remove_container(endpoint: str, cid: str) -> None:
+    """Stop a container (SIGTERM, then SIGKILL after 20 s, as the kubelet's grace period) and delete it."""
+    ctr(endpoint, "tasks", "kill", cid)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if not re.search(rf"^{re.escape(cid)}\s+\d+\s+RUNNING", ctr(endpoint, "tasks", "list").stdout, re.M):
+            break
+        time.sleep(1)
+    ctr(endpoint, "tasks", "delete", "--force", cid)
+    ctr(endpoint, "containers", "delete", cid)
+
+
+def pull_image(endpoint: str, image: str) -> subprocess.CompletedProcess[str]:
+    """What the CRI does on a pull: through containerd's hosts.toml mirrors (config_path)."""
+    return ctr(endpoint, "images", "pull", "--hosts-dir", HOSTS_DIR, image, timeout=900)
+
+
+def manifest_container(manifest: Path) -> dict[str, Any]:
+    document = yaml.safe_load(manifest.read_text())
+    container: dict[str, Any] = document["spec"]["containers"][0]
+    return container
+
+
+def etcd_command(manifest: Path) -> list[str]:
+    container = manifest_container(manifest)
+    return [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+
+
+def pod_spec(manifest: Path, node_name: str) -> dict[str, Any]:
+    """The one container of a static pod manifest as the kubelet runs it: pod name (the
+    manifest's, suffixed with the node's, as for every static pod), image, command, hostPath
+    mounts (host path, container path, read-only, type) and the hash of all that."""
+    document = yaml.safe_load(manifest.read_text())
+    metadata, spec = document["metadata"], document["spec"]
+    container = spec["containers"][0]
+    volumes = {v["name"]: v.get("hostPath") or {} for v in spec.get("volumes") or []}
+    mounts = []
+    for mount in container.get("volumeMounts") or []:
+        host = volumes.get(mount["name"])
+        if not host or not host.get("path"):
+            raise KeyError(f"volume {mount['name']} is not a hostPath volume of the manifest")
+        mounts.append((str(host["path"]), str(mount["mountPath"]), bool(mount.get("readOnly")), str(host.get("type") or "")))
+    result: dict[str, Any] = {
+        "pod": f"{metadata['name']}-{node_name}", "namespace": metadata.get("namespace") or "default",
+        "container": str(container["name"]), "image": str(container["image"]),
+        "command": [str(a) for a in (container.get("command") or []) + (container.get("args") or [])],
+        "mounts": mounts, "host_network": bool(spec.get("hostNetwork")),
+    }
+    result["hash"] = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()[:16]
+    return result
+
+
+def start_pod_container(endpoint: str, spec: dict[str, Any]) -> str:
+    """Pull the image when containerd lacks it, create the hostPath directories, run the
+    container (detached: containerd's shim keeps it); returns its id."""
+    if spec["image"] not in ctr(endpoint, "images", "list", "--quiet").stdout.split():
+        print(f'I kuberuntime_image.go] "Pulling image" image="{spec["image"]}"', file=sys.stderr)
+        pulled = pull_image(endpoint, spec["image"])
+        if pulled.returncode != 0:
+            raise RuntimeError(f"ErrImagePull: {spec['image']}: {(pulled.stderr or pulled.stdout).strip()[-800:]}")
+    for host, _, _, kind in spec["mounts"]:
+        if kind == "DirectoryOrCreate":
+            Path(host).mkdir(mode=0o755, parents=True, exist_ok=True)
+        elif not Path(host).exists():
+            raise RuntimeError(f"hostPath {host} does not exist (type {kind or 'unset'})")
+    cid = secrets.token_hex(32)
+    (LOGS / "pods").mkdir(parents=True, exist_ok=True)
+    args = ["run", "--detach", "--log-uri", f"file://{LOGS}/pods/{spec['pod']}_{spec['container']}.log"]
+    if spec["host_network"]:
+        args.append("--net-host")
+    labels = {POD_NAME_LABEL: spec["pod"], POD_NAMESPACE_LABEL: spec["namespace"],
+              CONTAINER_NAME_LABEL: spec["container"], SPEC_LABEL: spec["hash"]}
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    for host, path, read_only, _ in spec["mounts"]:
+        args += ["--mount", f"type=bind,src={host},dst={path},options=rbind:{'ro' if read_only else 'rw'}"]
+    started = ctr(endpoint, *args, spec["image"], cid, *spec["command"])
+    if started.returncode != 0:
+        ctr(endpoint, "containers", "delete", cid)
+        raise RuntimeError(f"CreateContainerError: {(started.stderr or started.stdout).strip()[-800:]}")
+    return cid
+
+
+def sync_container_pods(endpoint: str, node_name: str, known: dict[str, dict[str, Any]]) -> None:
+    """The kubelet's static pod loop for the pods that run as real containers (CONTAINER_PODS):
+    a manifest's container runs (a changed manifest replaces it; an exited one is started
+    again), a removed manifest's container is stopped. ``known`` remembers the last container
+    seen running, so that a healthy pod costs no ctr call."""
+    for name in CONTAINER_PODS:
+        manifest = MANIFESTS / f"{name}.yaml"
+        state = known.setdefault(name, {})
+        spec: dict[str, Any] | None = None
+        if manifest.exists():
+            try:
+                spec = pod_spec(manifest, node_name)
+            except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+                print(f'E file.go] "Could not process manifest file" err="{error}" path="{manifest}"', file=sys.stderr)
+                continue
+        if spec is None and not state:
+            continue
+        if spec is not None and state.get("hash") == spec["hash"] and state.get("pid") and Path(f"/proc/{state['pid']}").exists():
+            continue
+        keep: dict[str, Any] | None = None
+        for container in runtime_containers(endpoint):
+            if container["labels"].get(POD_NAME_LABEL) != f"{name}-{node_name}":
+                continue
+            if spec is not None and keep is None and container["labels"].get(SPEC_LABEL) == spec["hash"] \
+                    and container["state"] == "running":
+                keep = container
+                continue
+            print(f'I kuberuntime_container.go] "Killing container" pod="kube-system/{name}-{node_name}" '
+                  f'containerID="{container["id"][:13]}" state="{container["state"]}"', file=sys.stderr)
+            remove_container(endpoint, container["id"])
+        if spec is None:
+            state.clear()
+            continue
+        if keep is None:
+            try:
+                cid = start_pod_container(endpoint, spec)
+            except RuntimeError as error:
+                print(f'E pod_workers.go] "Error syncing pod, skipping" err="{error}" pod="{spec["namespace"]}/{spec["pod"]}"',
+                      file=sys.stderr)
+                state.clear()
+                continue
+            print(f'I kubelet.go] "Started static pod container" pod="{spec["namespace"]}/{spec["pod"]}" '
+                  f'containerID="{cid[:13]}"', file=sys.stderr)
+            record("kubelet", event="container-started", pod=spec["pod"], id=cid, image=spec["image"])
+            keep = next((c for c in runtime_containers(endpoint) if c["id"] == cid), {"id": cid, "pid": 0})
+        state.update(hash=spec["hash"], id=keep["id"], pid=keep["pid"])
+
+
 # --- crictl ----------------------------------------------------------------------------------
+#: crictl's global options (name -> takes a value) and those of the commands the stand-in has.
+CRICTL_GLOBAL = {"runtime-endpoint": True, "r": True, "image-endpoint": True, "i": True, "timeout": True, "t": True,
+                 "config": True, "c": True, "debug": False, "D": False}
+CRICTL_OPTIONS: dict[str, dict[str, bool]] = {
+    "version": {}, "info": {"output": True, "o": True},
+    "ps": {"all": False, "a": False, "quiet": False, "q": False, "name": True, "label": True, "state": True, "s": True,
+           "id": True, "output": True, "o": True, "no-trunc": False},
+    "exec": {"interactive": False, "i": False, "tty": False, "t": False, "sync": False, "s": False, "timeout": True},
+    "pull": {},
+    "images": {"quiet": False, "q": False},
+    "pods": {"quiet": False, "q": False},
+}
+
+
+def cli_options(args: list[str], spec: dict[str, bool], what: str) -> tuple[dict[str, list[str]], list[str]]:
+    """urfave/cli's parsing (crictl's): options before the first argument, each known to the
+    command (an unknown one is an error, as in crictl); everything from the first argument on
+    is left as it is (``crictl exec ID etcdctl --endpoints=...``: etcdctl's flags)."""
+    options: dict[str, list[str]] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name not in spec:
+            fail(f"Incorrect Usage: flag provided but not defined: -{name} ({what} in the stand-in crictl)")
+        if spec[name] and not eq:
+            if i + 1 >= len(args):
+                fail(f"Incorrect Usage: flag needs an argument: -{name}")
+            i += 1
+            value = args[i]
+        elif not spec[name]:
+            value = value if eq else "true"
+        options.setdefault(name, []).append(value)
+        i += 1
+    return options, args[i:]
+
+
+def crictl_ps(endpoint: str, options: dict[str, list[str]], rest: list[str]) -> None:
+    if rest:
+        fail(f"Incorrect Usage: crictl ps takes no arguments, got {rest}")
+    state = (options.get("state") or options.get("s") or [""])[-1]
+    if state and state.lower() not in ("created", "running", "exited", "unknown"):
+        # cri-tools cmd/crictl/container.go ListContainers (strings.ToLower of --state).
+        fail("--state should be one of created, running, exited or unknown")
+    everything = "true" in options.get("all", []) + options.get("a", [])
+    wanted = state.lower() or ("" if everything else "running")
+    labels = []
+    for label in options.get("label", []):
+        key, eq, value = label.partition("=")
+        if not eq:
+            fail(f"incorrectly specified label: {label}")
+        labels.append((key, value))
+    name = (options.get("name") or [""])[-1]
+    try:
+        name_pattern = re.compile(name) if name else None
+    except re.error as error:
+        fail(f"invalid --name regular expression {name!r}: {error}")
+    given_id = (options.get("id") or [""])[-1]
+    output = (options.get("output") or options.get("o") or ["table"])[-1]
+    if output not in ("table", "json"):
+        fail(f"the stand-in crictl does not implement ps -o {output} (json, table)")
+    found = []
+    for container in runtime_containers(endpoint):
+        container_labels = container["labels"]
+        if CONTAINER_NAME_LABEL not in container_labels:
+            continue  # not a container of the kubelet (the CRI lists only its own)
+        if wanted and container["state"] != wanted:
+            continue
+        if given_id and not container["id"].startswith(given_id):
+            continue
+        if name_pattern and not name_pattern.search(container_labels[CONTAINER_NAME_LABEL]):
+            continue
+        if any(container_labels.get(k) != v for k, v in labels):
+            continue
+        found.append(container)
+    if "true" in options.get("quiet", []) + options.get("q", []):
+        for container in found:
+            print(container["id"])
+    elif output == "json":
+        print(json.dumps({"containers": [{
+            "id": c["id"], "metadata": {"name": c["labels"][CONTAINER_NAME_LABEL], "attempt": 0},
+            "image": {"image": c["image"]}, "imageRef": c["image"], "state": f"CONTAINER_{c['state'].upper()}",
+            "createdAt": c["created"], "labels": c["labels"]} for c in found]}, indent=2))
+    else:
+        width = 64 if "true" in options.get("no-trunc", []) else 13
+        print(f"{'CONTAINER':{width}}  {'IMAGE':32}  {'STATE':8}  {'NAME':24}  POD")
+        for c in found:
+            print(f"{c['id'][:width]:{width}}  {c['image']:32}  {c['state'].capitalize():8}  "
+                  f"{c['labels'][CONTAINER_NAME_LABEL]:24}  {c['labels'].get(POD_NAME_LABEL, '')}")
+
+
+def crictl_exec(endpoint: str, options: dict[str, list[str]], rest: list[str]) -> None:
+    """``crictl exec [-i] [-s] [--timeout N] ID CMD [ARG...]``: CMD in the running container ID (a
+    unique prefix, as containerd resolves it), its output and exit code passed through, stdin
+    only with -i."""
+    if "true" in options.get("tty", []) + options.get("t", []):
+        fail("the stand-in crictl does not allocate a TTY (exec -t)")
+    if len(rest) < 2:
+        fail("Incorrect Usage: crictl exec needs a container ID and a command (crictl exec [options] ID CMD [ARG...])")
+    given, command = rest[0], rest[1:]
+    if not re.match(r"^[0-9a-f]+$", given):
+        fail(f"Incorrect Usage: {given!r} is not a container ID")
+    timeout = (options.get("timeout") or ["0"])[-1]
+    if not re.match(r"^\d+$", timeout):
+        fail(f'invalid value "{timeout}" for flag -timeout: parse error')
+    matches = [c for c in runtime_containers(endpoint) if c["id"].startswith(given) and CONTAINER_NAME_LABEL in c["labels"]]
+    if len(matches) != 1:
+        fail(f'E remote_runtime.go "ExecSync cmd from runtime service failed" err="rpc error: code = NotFound desc = '
+             f'an error occurred when try to find container \\"{given}\\": {"not found" if not matches else "ambiguous"}"')
+    container = matches[0]
+    if container["state"] != "running":
+        fail(f'E remote_runtime.go "ExecSync cmd from runtime service failed" err="rpc error: code = Unknown desc = '
+             f'container is in CONTAINER_{container["state"].upper()} state"')
+    binary = shutil.which("ctr") or "/usr/local/bin/ctr"
+    record("crictl", event="exec", container=container["id"], command=command)
+    try:
+        done = subprocess.run([binary, "--address", endpoint.removeprefix("unix://"), "--namespace", CTR_NAMESPACE,
+                               "tasks", "exec", "--exec-id", f"crictl-{secrets.token_hex(8)}", container["id"], *command],
+                              # Without -i the CRI attaches no stdin (a script piped to bash keeps its own).
+                              stdin=None if "true" in options.get("interactive", []) + options.get("i", []) else subprocess.DEVNULL,
+                              timeout=int(timeout) or None)
+    except subprocess.TimeoutExpired:
+        fail(f"command {command} timed out after {timeout}s", 124)
+    sys.exit(done.returncode)
+
+
 def crictl_main(args: list[str]) -> None:
     record("crictl")
     endpoint = DEFAULT_CRI
@@ -1305,9 +1800,12 @@ def crictl_main(args: list[str]) -> None:
         endpoint = (yaml.safe_load(Path("/etc/crictl.yaml").read_text()) or {}).get("runtime-endpoint") or endpoint
     except OSError:
         pass
-    positional, flags = parse_flags(args)
-    endpoint = flags.get("runtime-endpoint") or flags.get("r") or endpoint
-    command = positional[0] if positional else ""
+    options, rest = cli_options(args, CRICTL_GLOBAL, "a global option")
+    endpoint = (options.get("runtime-endpoint") or options.get("r") or [endpoint])[-1]
+    command, rest = (rest[0], rest[1:]) if rest else ("", [])
+    if command not in CRICTL_OPTIONS:
+        fail(f"the stand-in crictl does not implement '{command}'" if command else "crictl: no command given")
+    options, rest = cli_options(rest, CRICTL_OPTIONS[command], command)
     if command in ("version", "info"):
         problem = cri_problem(endpoint)
         if problem:
@@ -1316,10 +1814,25 @@ def crictl_main(args: list[str]) -> None:
         server = re.search(r"Server:\s*\n\s*Version:\s*(\S+)", version)
         print(f"Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  {server.group(1) if server else '?'}\n"
               "RuntimeApiVersion:  v1")
-    elif command in ("ps", "pods", "images"):
-        print("CONTAINER/POD ID    (stand-in: none)")
-    else:
-        fail(f"the stand-in crictl does not implement '{command}'")
+    elif command == "ps":
+        crictl_ps(endpoint, options, rest)
+    elif command == "exec":
+        crictl_exec(endpoint, options, rest)
+    elif command == "pull":
+        if len(rest) != 1:
+            fail("Incorrect Usage: crictl pull takes one image name")
+        pulled = pull_image(endpoint, rest[0])
+        if pulled.returncode != 0:
+            fail(f'E remote_image.go "PullImage from image service failed" err="{(pulled.stderr or pulled.stdout).strip()[-800:]}" '
+                 f'image="{rest[0]}"')
+        print(f"Image is up to date for {rest[0]}")
+    elif command == "images":
+        refs = [r for r in ctr(endpoint, "images", "list", "--quiet").stdout.split() if not r.startswith("sha256:")]
+        quiet = "true" in options.get("quiet", []) + options.get("q", [])
+        print("\n".join(refs) if quiet else "IMAGE\n" + "\n".join(refs))
+    else:  # pods: the stand-in runs its containers without pod sandboxes
+        if "true" not in options.get("quiet", []) + options.get("q", []):
+            print("POD ID    (stand-in: no pod sandboxes)")
 
 
 def main() -> None:
