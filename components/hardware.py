@@ -403,7 +403,16 @@ def machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> l
             f"{name} is a shared-core machine type ({spec.vcpus:g} vCPU sustained); "
             f"a node needs at least {minimums.vcpus:g} dedicated vCPUs"
         )
-    elif spec.vcpus < minimums.vcpus:
+    # (a shared-core type's vCPUs are reported above; its memory is checked all the same)
+    problems += _shape_problems(name, spec, minimums, vcpus=not spec.shared_core)
+    return problems
+
+
+def _shape_problems(name: str, spec: MachineSpec, minimums: Minimums, vcpus: bool = True) -> list[str]:
+    """Where a machine's vCPUs (unless ``vcpus`` is false) and memory miss the minimums (a GCE
+    type's or a local VM's)."""
+    problems = []
+    if vcpus and spec.vcpus < minimums.vcpus:
         problems.append(f"{name} has {spec.vcpus:g} vCPU; a node needs at least {minimums.vcpus:g}")
     if spec.memory_mb < minimums.memory_mb:
         problems.append(
@@ -480,14 +489,7 @@ def local_machine_type_problems(name: str, minimums: Minimums = DEFAULT_MINIMUMS
             f"{LOCAL_DEFAULT_MACHINE_TYPE}: {MIN_VCPUS} vCPU, {format_mb(MIN_MEMORY_MB)}) or a predefined GCE type "
             "(its vCPUs and memory)"
         ]
-    problems = []
-    if spec.vcpus < minimums.vcpus:
-        problems.append(f"{name} has {spec.vcpus:g} vCPU; a node needs at least {minimums.vcpus:g}")
-    if spec.memory_mb < minimums.memory_mb:
-        problems.append(
-            f"{name} has {format_mb(spec.memory_mb)} of memory; a node needs at least {format_mb(minimums.memory_mb)}"
-        )
-    return problems
+    return _shape_problems(name, spec, minimums)
 
 
 def local_machine_type_warnings(name: str, minimums: Minimums = DEFAULT_MINIMUMS) -> list[str]:
