@@ -64,6 +64,8 @@ def test_the_apt_repository_is_signed_the_way_apt_checks_it(tmp_path: Path, cach
     assert f"Filename: amd64/{deb.name}" in packages and f"SHA256: {sha}" in packages
     release = (repo / "Release").read_text()
     assert f" {hashlib.sha256(packages.encode()).hexdigest()} {len(packages)} Packages" in release
+    agents = subprocess.run(["pgrep", "-f", f"gpg-agent --homedir {cache}"], capture_output=True, text=True)
+    assert agents.stdout == "", f"the signing left gpg-agent running: pids {agents.stdout.split()}"
 
 
 def test_the_runc_release_file_answers_its_version_and_runs_the_real_binary(tmp_path: Path) -> None:

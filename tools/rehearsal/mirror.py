@@ -286,6 +286,9 @@ def write_apt_repository(directory: Path, debs: Iterable[Path]) -> None:
     _gpg("--digest-algo", "SHA512", "--clearsign", "-o", str(directory / "InRelease"), str(directory / "Release"))
     _gpg("--digest-algo", "SHA512", "-abs", "-o", str(directory / "Release.gpg"), str(directory / "Release"))
     (directory / "Release.key").write_bytes(_gpg("--armor", "--export").stdout)
+    # gpg started an agent for the signing key's home; it would outlive the run (one per test run).
+    if shutil.which("gpgconf"):
+        subprocess.run(["gpgconf", "--homedir", str(gnupg_home()), "--kill", "gpg-agent"], capture_output=True)
 
 
 # --- release files ---------------------------------------------------------------------------
