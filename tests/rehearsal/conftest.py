@@ -28,9 +28,13 @@ def _asked_for(config: pytest.Config) -> bool:
     return os.environ.get("KC_REHEARSAL") == "1" or expression == "rehearsal"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rehearsal(request: pytest.FixtureRequest) -> Iterator[Rehearsal]:
-    """Three booted VMs, the mirror serving, the image and mirror built or reused."""
+    """Three booted VMs, the mirror serving, the image and mirror built or reused.
+
+    Package scope: the VMs stop after the last rehearsal test, not at the end of the whole run
+    (three idle VMs would otherwise take CPU from the rest of the suite, and the wall time would
+    count it)."""
     if not _asked_for(request.config):
         reason = ("the rehearsal boots 3 QEMU VMs (10-15 min): run it with `pytest -m rehearsal` "
                   "(or KC_REHEARSAL=1); .ci/run as root always runs it")
