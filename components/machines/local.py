@@ -153,6 +153,7 @@ class LocalMachines(pulumi.ComponentResource):
         subnet = ipaddress.IPv4Network(config.network.subnet_cidr)
         base_port = ssh_port_base(config, stack)
         self.machines, self.ssh_ports = {}, {}
+        public_key = key.public_key_openssh.apply(lambda text: text.strip())
         for index, node in enumerate(self.nodes):
             spec = hardware.local_machine_spec(node.machine_type)
             assert spec is not None  # validated by ClusterConfig
@@ -167,7 +168,6 @@ class LocalMachines(pulumi.ComponentResource):
                 "--private", f"{private_ip}/{subnet.prefixlen}", "--switch", state,
                 "--suite", suite, "--images", images, "--accelerator", settings.accelerator,
             ]
-            public_key = key.public_key_openssh.apply(lambda text: text.strip())
             # What makes it another machine: a change replaces the VM (stopped and removed first).
             triggers: list[pulumi.Input[str | int]] = [
                 node.machine_type, int(spec.vcpus), spec.memory_mb, node.disk_size_gb,
