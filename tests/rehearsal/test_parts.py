@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ from typing import Any
 from components import bootstrap, versions
 from components.bootstrap.scripts import script
 from tests.conftest import stack_config
-from tools.mock_engine import FAKE_ADMIN_CONF, FAKE_CA_HASH, fake_token, run_program
+from tools.mock_engine import FAKE_ADMIN_CONF, FAKE_CA_HASH, MOCK_NOW, fake_token, run_program
 from tools.rehearsal import firstboot, mirror, program, remote
 
 STANDIN = mirror.STANDIN
@@ -205,16 +206,16 @@ def _order(live: program.LiveRun) -> dict[str, int]:
 
 def test_the_upgrade_runs_the_steps_whose_inputs_changed_in_the_programs_order() -> None:
     nodes = FakeNodes()
-    created = program.run_live(_config(), execute=nodes)
+    created = program.run_live(_config(), now=MOCK_NOW, execute=nodes)
     assert created.error is None, created.explain()
     upgrade_steps = {n for n in created.state if "upgrade" in n or n.endswith("version-check")}
     assert upgrade_steps and not upgrade_steps & created.ran(), "an upgrade step ran on create"
-    again = program.run_live(_config(), execute=nodes, state=created.state)
+    again = program.run_live(_config(), now=MOCK_NOW, execute=nodes, state=created.state)
     assert again.error is None and again.steps == [], f"unchanged inputs ran steps: {again.explain()}"
     assert set(again.unchanged) == set(created.state)
 
     target = mirror.next_patch(versions.KUBERNETES_DEFAULT_VERSION)
-    upgrade = program.run_live(_config(kubernetesVersion=target, upgrade={"workerBatchSize": 2}), execute=nodes,
+    upgrade = program.run_live(_config(kubernetesVersion=target, upgrade={"workerBatchSize": 2}), now=MOCK_NOW, execute=nodes,
                                state=created.state)
     assert upgrade.error is None, upgrade.explain()
     cp, workers = "rehearsal-cp-0", ("rehearsal-general-0", "rehearsal-general-1")
@@ -238,8 +239,8 @@ def test_the_upgrade_runs_the_steps_whose_inputs_changed_in_the_programs_order()
 
 def test_removing_a_worker_resets_it_after_its_membership_step_drained_it() -> None:
     nodes = FakeNodes()
-    created = program.run_live(_config(), execute=nodes)
-    removed = program.run_live(_config(workers=1), execute=nodes, state=created.state)
+    created = program.run_live(_config(), now=MOCK_NOW, execute=nodes)
+    removed = program.run_live(_config(workers=1), now=MOCK_NOW, execute=nodes, state=created.state)
     assert removed.error is None, removed.explain()
     gone = "rehearsal-general-1"
     assert [(s.name, s.op) for s in removed.steps] == [(f"{gone}-membership", "delete"), (f"{gone}-join", "delete")]
@@ -250,10 +251,29 @@ def test_removing_a_worker_resets_it_after_its_membership_step_drained_it() -> N
     assert set(removed.unchanged) == {n for n in created.state if not n.startswith(gone)}
 
 
+def test_the_programs_clock_is_the_runs_own_a_new_token_window_re_mints_only_the_tokens() -> None:
+    # The rehearsal pins the clock of its runs (Rehearsal.clock): a CI run whose scenarios
+    # straddled a TOKEN_REFRESH_MINUTES boundary saw the join tokens re-minted in a run that
+    # expected nothing but a worker's removal. A run in the next window re-runs exactly the
+    # token steps (their trigger), no join; the real clock is back after the run.
+    nodes = FakeNodes()
+    created = program.run_live(_config(), now=MOCK_NOW, execute=nodes)
+    later = MOCK_NOW + timedelta(minutes=bootstrap.TOKEN_REFRESH_MINUTES)
+    assert bootstrap.token_refresh_window(later) != bootstrap.token_refresh_window(MOCK_NOW)
+    moved = program.run_live(_config(), now=later, execute=nodes, state=created.state)
+    assert moved.error is None, moved.explain()
+    tokens = {f"rehearsal-general-{i}-join-token" for i in range(2)}
+    assert {(s.name, s.op) for s in moved.steps} == {(t, program.REPLACE) for t in tokens}, moved.explain()
+    same = program.run_live(_config(), now=later + timedelta(minutes=1), execute=nodes, state=moved.state)
+    assert same.steps == [], f"the same window ran steps again: {same.explain()}"
+    from components.bootstrap import maintenance
+    assert abs((maintenance.utcnow() - datetime.now(timezone.utc)).total_seconds()) < 60, "the clock stayed pinned"
+
+
 def test_a_failed_delete_keeps_itself_and_what_it_depends_on() -> None:
-    created = program.run_live(_config(), execute=FakeNodes())
+    created = program.run_live(_config(), now=MOCK_NOW, execute=FakeNodes())
     gone = "rehearsal-general-1"
-    removed = program.run_live(_config(workers=1), execute=FakeNodes(fail={f"{gone}-membership"}), state=created.state)
+    removed = program.run_live(_config(workers=1), now=MOCK_NOW, execute=FakeNodes(fail={f"{gone}-membership"}), state=created.state)
     assert removed.error is not None and [(s.name, s.op) for s in removed.steps] == [(f"{gone}-membership", "delete")]
     assert {f"{gone}-membership", f"{gone}-join", f"{gone}-prepare"} <= set(removed.state)
 

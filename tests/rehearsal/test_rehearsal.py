@@ -22,15 +22,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from components import hardware, versions
-from components.bootstrap import RESET_ON_DELETE, WORKER_TOKEN_TTL
+from components.bootstrap import RESET_ON_DELETE, TOKEN_REFRESH_MINUTES, WORKER_TOKEN_TTL
 from tools.rehearsal import firstboot, remote
 from tools.rehearsal import mirror as mirror_module
-from tools.rehearsal.program import COMMAND_TYPE, DELETE, UPDATE, LiveRun, plan
+from tools.rehearsal.program import COMMAND_TYPE, DELETE, REPLACE, UPDATE, LiveRun, plan
 from tools.rehearsal.session import Rehearsal
 from tools.rehearsal.vms import VM
 
@@ -457,6 +458,27 @@ def test_the_mirror_down_for_a_moment_during_prepare_is_retried(rehearsal: Rehea
     assert "retrying" in live.step("rehearsal-general-0-prepare").result.stderr
     units = rehearsal.sh(worker, "systemctl is-active containerd")
     assert units.stdout.strip() == "active", units.explain()
+
+
+def test_a_run_in_the_next_token_window_re_mints_only_the_tokens_and_nobody_joins_again(rehearsal: Rehearsal) -> None:
+    """The join-token steps' trigger is the TOKEN_REFRESH_MINUTES window (a join retried later
+    finds its token valid again). The first ``up`` of a new window replaces them: on nodes that are
+    in the cluster and Ready, mint-token.sh creates nothing and prints the same token; no join,
+    no other step runs."""
+    require("create")
+    rehearsal.clock += timedelta(minutes=TOKEN_REFRESH_MINUTES)
+    live = rehearsal.run("a new token window", state=DONE["state"])
+    assert_all_ok(live)
+    DONE["state"] = live.state
+    workers = ("rehearsal-general-0", "rehearsal-general-1")
+    assert {(s.name, s.op) for s in live.steps} == {(f"{w}-join-token", REPLACE) for w in workers}, live.explain()
+    created = DONE["create-run"]
+    for w in workers:
+        step = live.step(f"{w}-join-token")
+        assert f"{w} is already in the cluster and Ready" in step.result.stderr, step.result.explain()
+        assert "creating the bootstrap token" not in step.result.stderr, step.result.explain()
+        assert step.result.stdout == created.step(f"{w}-join-token").result.stdout, f"{w}: another token was printed"
+        assert step.target.startswith(f"kubeadm@{rehearsal.vms[0].private_ip}:"), step.target
 
 
 #: What the day-two runs change in the stack, besides what they test (a batch of two workers:

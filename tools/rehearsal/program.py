@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from pulumi.runtime.settings import SETTINGS, set_root_resource
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
+from components.bootstrap import maintenance
 from components.bootstrap import scripts as bootstrap_scripts
 from tools.mock_engine import PROGRAM, PROJECT, ClusterMocks, Plan, RecordingMonitor, engine_config, run_program
 from tools.rehearsal import remote
@@ -318,12 +320,16 @@ def run_live(
     workers: int = 32,
     scripts_dir: Path | None = None,
     state: State | None = None,
+    now: datetime | None = None,
 ) -> LiveRun:
     """Run the program for ``config``, executing its remote commands as pulumi-command does
     given the stack's recorded ``state`` (None: a new stack, every command is created; see the
     module's docstring). ``only``: only the commands whose resource name passes run (the
     others answer as under plain mocks). ``scripts_dir``: the node scripts to bundle instead
-    of the checkout's (see ``components.bootstrap.scripts.scripts_from``)."""
+    of the checkout's (see ``components.bootstrap.scripts.scripts_from``). ``now``: the clock the
+    program reads (the join-token and kubeconfig refresh windows); None: the real one, as in
+    ``pulumi up``. Runs compared step by step pass one instant, or a run that crosses a window
+    boundary re-mints the join tokens (as a real ``up`` then does)."""
     # Each run in a thread of its own: the SDK keeps its state in context variables and the
     # event loop of the thread, and a failed step leaves tasks and errors behind in them that
     # must not leak into the next run.
@@ -332,7 +338,7 @@ def run_live(
 
     def target() -> None:
         try:
-            results.append(_run_live(config, execute, only, secret_keys, workers, state))
+            results.append(_run_live(config, execute, only, secret_keys, workers, state, now))
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 
@@ -346,6 +352,24 @@ def run_live(
 
 
 def _run_live(
+    config: Mapping[str, Any],
+    execute: Executor,
+    only: Callable[[str], bool] | None,
+    secret_keys: tuple[str, ...],
+    workers: int,
+    state: State | None,
+    now: datetime | None,
+) -> LiveRun:
+    real_clock = maintenance.utcnow
+    if now is not None:
+        maintenance.utcnow = lambda: now
+    try:
+        return _run_live_at(config, execute, only, secret_keys, workers, state)
+    finally:
+        maintenance.utcnow = real_clock
+
+
+def _run_live_at(
     config: Mapping[str, Any],
     execute: Executor,
     only: Callable[[str], bool] | None,

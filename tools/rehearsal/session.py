@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ class Rehearsal:
     vcpus: int = 2
     keep: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    #: The clock every run of the program reads (the join-token and kubeconfig refresh windows):
+    #: the rehearsal's start, so scenarios that compare runs step by step never straddle a window
+    #: by accident (a CI run did, and re-minted the tokens); a scenario that moves it on shows
+    #: what a new window does.
+    clock: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     images: dict[str, image.BaseImage] = field(default_factory=dict)
     content: mirror.MirrorContent | None = None
     server: mirror.MirrorServer | None = None
@@ -169,9 +175,11 @@ class Rehearsal:
     def run(self, stage: str = "program run", config: Mapping[str, Any] | None = None,
             only: Callable[[str], bool] | None = None, state: program.State | None = None) -> program.LiveRun:
         """The program's remote steps on the VMs (``only``: those whose name passes; ``state``:
-        the stack's state from an earlier run, see program.run_live)."""
+        the stack's state from an earlier run, see program.run_live), the program's clock at
+        ``self.clock``."""
         with self.timed(stage):
-            return program.run_live(config if config is not None else self.config(), only=only, state=state)
+            return program.run_live(config if config is not None else self.config(), only=only, state=state,
+                                    now=self.clock)
 
     def sh(self, vm: vms.VM, script: str, timeout: float = 300) -> remote.Result:
         """``script`` as root on ``vm`` (directly through its forwarded port)."""
