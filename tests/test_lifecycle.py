@@ -18,6 +18,7 @@ import yaml
 from components.machines.gcp import HEALTH_CHECK_RANGES
 from tests.conftest import stack_config
 from tests.test_program import _commands, _depends_on
+from tools.graph import change_cost
 from tools.mock_engine import Plan, Registered, run_program
 
 COMMAND = "command:remote:Command"
@@ -320,7 +321,11 @@ def test_upgrade_order_control_planes_then_workers_one_at_a_time() -> None:
     assert drain.input("connection")["host"] == commands["dev-cp-0-init"].input("connection")["host"], (
         "workers are drained from the first control plane (it has the admin credentials)"
     )
-    assert _env(drain)["ACTION"] == "drain" and _env(drain)["DRAIN_TIMEOUT"] == "5m"
+    assert _env(drain)["ACTION"] == "drain" and "DRAIN_TIMEOUT" not in _env(drain)
+    # The drain reads upgrade.drainTimeout from the settings ConfigMap when it runs, after it exists.
+    settings = plan.named("dev-settings")
+    assert settings.input("data") == {"drainTimeout": "5m"}, settings.inputs
+    assert _depends_on(plan, drain, settings), "the drain must wait for the ConfigMap it reads"
     # A new worker joins only after the control plane is upgraded (kubelet never newer than the API).
     assert _depends_on(plan, commands["dev-general-0-join-token"], commands["dev-cp-0-upgrade"])
 
@@ -409,3 +414,75 @@ def test_the_kubernetes_provider_is_the_init_steps_cluster_so_a_reread_kubeconfi
         )
         assert "clusterIdentifier" not in provider.secret_inputs
         assert _depends_on(plan, provider, init) or init.urn in provider.property_dependencies.get("clusterIdentifier", [])
+
+
+# --- settings that run nothing on the nodes ---------------------------------------------------
+
+
+def _changed_inputs(before: Plan, after: Plan) -> list[str]:
+    a, b = before.by_urn(), after.by_urn()
+    assert set(a) == set(b), f"a setting change added or removed resources: {sorted(set(a) ^ set(b))}"
+    return sorted(a[u].name for u in a if a[u].inputs != b[u].inputs)
+
+
+def test_a_drain_timeout_change_runs_nothing_on_the_nodes() -> None:
+    """upgrade.drainTimeout lives in the settings ConfigMap (read by each drain when it runs), not
+    in any step's inputs: changing it updates that one Kubernetes object."""
+    shape = {"controlPlane": {"count": 3}, "workerPools": [{**POOL, "count": 4}]}
+    before = run_program(stack_config(**shape, upgrade={"drainTimeout": "5m"}), stack="dev")
+    after = run_program(stack_config(**shape, upgrade={"drainTimeout": "20m"}), stack="dev")
+    assert before.error is None and after.error is None, (before.error, after.error)
+    assert _changed_inputs(before, after) == ["dev-settings"], _changed_inputs(before, after)
+    run, chain = change_cost(before, after)
+    assert run == [] and chain == [], f"a drainTimeout change runs steps on the nodes: {run}"
+    assert after.named("dev-settings").input("data") == {"drainTimeout": "20m"}
+    for command in after.of_type(COMMAND):
+        for field in ("stdin", "create", "update", "delete"):
+            assert "20m" not in str(command.input(field) or ""), f"{command.name}'s {field} carries the drain timeout"
+
+
+def test_a_worker_batch_size_change_changes_no_input() -> None:
+    """upgrade.workerBatchSize only orders the worker upgrades (depends_on, which is no input)."""
+    one, two = _run("patch-before"), _run("batch-2")
+    assert _changed_inputs(one, two) == [], _changed_inputs(one, two)
+    assert change_cost(one, two) == ([], [])
+    commands_one, commands_two = _commands(one), _commands(two)
+    drain, uncordon = "dev-general-1-upgrade-drain", "dev-general-0-upgrade-uncordon"
+    assert _depends_on(one, commands_one[drain], commands_one[uncordon])
+    assert not _depends_on(two, commands_two[drain], commands_two[uncordon]), "the batch size did not reshape the order"
+
+
+#: What an upgrade step's inputs may name: the target version and the node (its name and role),
+#: the action of a drain step, the step's time bound, and the control planes' pre-upgrade snapshot.
+UPGRADE_INPUTS = {"NODE_NAME", "K8S_VERSION", "UPGRADE_ROLE", "ACTION", "KC_STEP_TIMEOUT", "BACKUP_REASON", "BACKUP_REQUIRED"}
+
+
+def test_upgrade_steps_inputs_are_only_the_version_and_the_node() -> None:
+    """Settings other than kubernetesVersion never reach an upgrade step, so changing them never
+    runs one (an upgrade step runs whenever its inputs change)."""
+    shape = {"controlPlane": {"count": 3}, "workerPools": [{**POOL, "count": 3}]}
+    before = run_program(stack_config(**shape), stack="dev")
+    after = run_program(
+        stack_config(**shape, upgrade={"drainTimeout": "30m", "workerBatchSize": 3}, backup={"schedule": "*-*-* 03:00:00"}),
+        stack="dev",
+    )
+    assert before.error is None and after.error is None, (before.error, after.error)
+    upgrade_steps = [c for c in _commands(after).values() if c.name.endswith(("-upgrade", "-upgrade-drain", "-upgrade-uncordon", "-version-check"))]
+    assert len(upgrade_steps) == 1 + 3 + 3 * 3, [c.name for c in upgrade_steps]
+    old = _commands(before)
+    for step in upgrade_steps:
+        assert set(_env(step)) <= UPGRADE_INPUTS, f"{step.name} has inputs beyond the version and the node: {sorted(set(_env(step)) - UPGRADE_INPUTS)}"
+        assert step.inputs == old[step.name].inputs, f"{step.name}'s inputs changed with settings other than the version"
+
+
+def test_the_settings_configmap_is_the_one_the_scripts_read() -> None:
+    from components.bootstrap import SETTINGS_CONFIGMAP
+    from components.bootstrap.scripts import script
+
+    assert f"\nKC_SETTINGS_CONFIGMAP={SETTINGS_CONFIGMAP}\n" in script("lib.sh"), (
+        "lib.sh's KC_SETTINGS_CONFIGMAP is not the ConfigMap the program writes (SETTINGS_CONFIGMAP)"
+    )
+    settings = _run("single").named("dev-settings")
+    assert settings.input("metadata") == {
+        "name": SETTINGS_CONFIGMAP, "namespace": "kube-system", "labels": {"app.kubernetes.io/managed-by": "kubeadm-cluster"}
+    }

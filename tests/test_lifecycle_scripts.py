@@ -52,6 +52,7 @@ while (($#)); do
     --kubeconfig) kubeconfig=$2; shift ;;
     --kubeconfig=*) kubeconfig=${1#*=} ;;
     -n) namespace=$2; shift ;;
+    --request-timeout=*) ;;
     *) args+=("$1") ;;
   esac
   shift
@@ -68,6 +69,11 @@ case $1 in
     case $2 in
       --raw=/readyz) echo ok ;;
       configmap)
+        # The program's settings ConfigMap (kc_drain_timeout): STUB_STATE/settings-drainTimeout.
+        if [[ $namespace == kube-system && $3 == kubeadm-cluster-settings ]]; then
+          [[ ! -f $STUB_STATE/settings-drainTimeout ]] || printf '%s' "$(<"$STUB_STATE/settings-drainTimeout")"
+          exit 0
+        fi
         [[ $namespace == kube-system && $3 == kubeadm-config ]] || { echo "unexpected: $*" >&2; exit 64; }
         n=$(count configmap)
         if ((n <= ${STUB_CONFIGMAP_FAILURES:-0})); then echo "etcdserver: leader changed" >&2; exit 1; fi
@@ -714,6 +720,29 @@ def test_drain_timeout_is_a_warning(box: Sandbox) -> None:
     result = _drain(box, "drain", STUB_DRAIN_RC="1")
     assert result.rc == 0, _explain(result)
     assert "WARNING: the drain of w-0 did not finish within 300s: upgrading it anyway (it is cordoned)" in result.stderr, result.stderr
+
+
+def test_the_drain_timeout_is_read_from_the_settings_configmap_when_it_runs(box: Sandbox) -> None:
+    """upgrade.drainTimeout is no input of any step (a change of it runs nothing on the nodes):
+    the drain reads it from the kube-system ConfigMap the program keeps (SETTINGS_CONFIGMAP)."""
+    _initialised(box, NEW)
+    _add_node(box, "w-0", kubelet=f"v{OLD}")
+    _state(box, "settings-drainTimeout", "7m")
+    result = _drain(box, "drain")
+    assert result.rc == 0, _explain(result)
+    assert result.called("kubectl drain w-0") and "--timeout=7m" in result.called("kubectl drain w-0")[0], (
+        f"the drain did not use the ConfigMap's drainTimeout: {result.calls}"
+    )
+    assert any("get configmap kubeadm-cluster-settings" in call for call in result.calls), result.calls
+
+
+def test_a_bad_drain_timeout_in_the_configmap_stops_the_drain(box: Sandbox) -> None:
+    _initialised(box, NEW)
+    _add_node(box, "w-0", kubelet=f"v{OLD}")
+    _state(box, "settings-drainTimeout", "forever")
+    result = _drain(box, "drain")
+    assert result.rc != 0 and "DRAIN_TIMEOUT must be a duration like 300s or 5m, not 'forever'" in result.stderr, _explain(result)
+    assert not result.called("kubectl drain"), result.calls
 
 
 @pytest.mark.parametrize("action", ["drain", "uncordon"])

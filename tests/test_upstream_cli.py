@@ -220,6 +220,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "lib.sh": [
         "kubectl --kubeconfig $1 -n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}",
+        "kubectl --kubeconfig $1 --request-timeout=10s -n kube-system get configmap $KC_SETTINGS_CONFIGMAP --ignore-not-found -o jsonpath={.data.drainTimeout}",
     ],
     "mint-token.sh": [
         "kubeadm init phase upload-certs --config $1 --upload-certs --skip-certificate-key-print --kubeconfig $KUBECONFIG",
@@ -877,7 +878,7 @@ SAMPLE = {
     "KC_UPGRADE_ANNOTATION": "kubeadm-cluster.io/upgrading-to", "REMOVE_MEMBER_ID": "8e9e05c52164694d",
     "KC_K8S": "/etc/kubernetes", "KC_ROOT": "",
     "KC_TYPE_ANNOTATION": "kubeadm-cluster.io/machine-type", "KC_RESIZING_ANNOTATION": "kubeadm-cluster.io/resizing-to",
-    "MACHINE_TYPE": "e2-standard-4", "holder": "worker-2",
+    "MACHINE_TYPE": "e2-standard-4", "holder": "worker-2", "KC_SETTINGS_CONFIGMAP": "kubeadm-cluster-settings",
 }
 
 
@@ -964,7 +965,7 @@ OBJECTS = {
                         "conditions": [{"type": "MemoryPressure", "status": "False"},
                                        {"type": "Ready", "status": "True"}]}},
     "configmap": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-                  "data": {"ClusterConfiguration": CLUSTER_CONFIGURATION}},
+                  "data": {"ClusterConfiguration": CLUSTER_CONFIGURATION, "drainTimeout": "7m"}},
 }
 OUTPUTS = {
     ("node", "jsonpath={.status.nodeInfo.kubeletVersion}"): "v1.36.4",
@@ -976,6 +977,7 @@ OUTPUTS = {
     ("node", "jsonpath={.status.capacity.cpu} {.status.capacity.memory}"): "2 8131304Ki",
     ("node", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'): "True",
     ("configmap", "jsonpath={.data.ClusterConfiguration}"): CLUSTER_CONFIGURATION,
+    ("configmap", "jsonpath={.data.drainTimeout}"): "7m",
 }
 
 

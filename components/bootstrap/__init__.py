@@ -74,6 +74,9 @@ TOKEN_REFRESH_MINUTES = 30
 EXPORTED_TOKEN_TTL = "24h"
 #: What an owned server runs when it leaves the stack (it keeps running; the VM of GCP does not).
 RESET_ON_DELETE = "sudo kubeadm reset --force >&2 || true"
+#: The kube-system ConfigMap of the settings the node steps read when they run, not as inputs
+#: (lib.sh's KC_SETTINGS_CONFIGMAP): ``drainTimeout`` (upgrade.drainTimeout).
+SETTINGS_CONFIGMAP = "kubeadm-cluster-settings"
 #: The Kubernetes provider's kubeconfig in a preview that skips the Kubernetes diff: a valid
 #: document (the provider's DiffConfig parses it) with no cluster, context or user, so client-go
 #: refuses it before any connection ("no configuration has been provided").
@@ -251,6 +254,8 @@ class KubeadmCluster(pulumi.ComponentResource):
     #: The version check and every upgrade step: the stack records a kubernetesVersion only once
     #: they all succeeded (components/version_gate.py).
     upgrade_steps: list[pulumi.Resource]
+    #: The SETTINGS_CONFIGMAP the drains read upgrade.drainTimeout from.
+    settings: k8s.core.v1.ConfigMap
 
     def __init__(self, name: str, args: KubeadmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeadm-cluster:index:KubeadmCluster", name, None, opts)
@@ -258,7 +263,6 @@ class KubeadmCluster(pulumi.ComponentResource):
         first = next(m for m in machines.values() if m.node.is_first_control_plane)
         control_planes = [m for m in machines.values() if m.node.is_control_plane and m is not first]
         workers = [m for m in machines.values() if not m.node.is_control_plane]
-        drain_timeout = config.upgrade.drain_timeout
 
         def run(
             resource_name: str,
@@ -458,12 +462,45 @@ class KubeadmCluster(pulumi.ComponentResource):
             )
         )
 
+        # The cluster's identity is its `kubeadm init`: the provider (and every add-on with it) is
+        # replaced only when the cluster is initialised anew, never because the kubeconfig-reading
+        # step runs again (its stdout is unknown during that preview, and without an identifier
+        # the provider plans a replacement for an unknown kubeconfig: pulumi-kubernetes'
+        # DiffConfig; the pinned SDK's Provider docstring states the rule).
+        # A preview that skips the Kubernetes diff gives the provider a kubeconfig naming no
+        # cluster (it is unreachable at once, nothing is dialled) and skipUpdateUnreachable (each
+        # object keeps its recorded inputs): pulumi-kubernetes' Configure and Check.
+        offline = args.get("skip_kubernetes_diff", False)
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=pulumi.Output.secret(NO_CLUSTER_KUBECONFIG) if offline else self.kubeconfig,
+            cluster_identifier=init.id,
+            delete_unreachable=True,
+            skip_update_unreachable=True if offline else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The settings a step reads when it runs instead of as an input: a kube-system ConfigMap,
+        # so changing them updates one Kubernetes object and runs nothing on the nodes (lib.sh's
+        # kc_drain_timeout reads upgrade.drainTimeout from it right before each drain; 300s when
+        # it is missing). The steps that drain on the first control plane wait for it, except
+        # those a new node's join waits for (the control planes' upgrades, the -identity steps):
+        # the create chain stays prepare -> init -> token -> join.
+        self.settings = k8s.core.v1.ConfigMap(
+            f"{name}-settings",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SETTINGS_CONFIGMAP,
+                namespace="kube-system",
+                labels={"app.kubernetes.io/managed-by": "kubeadm-cluster"},
+            ),
+            data={"drainTimeout": config.upgrade.drain_timeout},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+
         def upgrade_env(machine: Machine, role: str) -> dict[str, pulumi.Input[str]]:
             return {
                 "NODE_NAME": machine.node.name,
                 "K8S_VERSION": config.kubernetes_version,
                 "UPGRADE_ROLE": role,
-                "DRAIN_TIMEOUT": drain_timeout,
             }
 
         def control_plane_upgrade(machine: Machine, role: str) -> tuple[list[str], dict[str, pulumi.Input[str]]]:
@@ -578,7 +615,6 @@ class KubeadmCluster(pulumi.ComponentResource):
                 {
                     "NODE_NAME": node_name,
                     "FIRST_NODE_NAME": first.node.name,
-                    "DRAIN_TIMEOUT": drain_timeout,
                     **upkeep.snapshot_env(f"{upkeep.PRE_REMOVE}-{node_name}", required=False),
                 },
             )
@@ -601,12 +637,12 @@ class KubeadmCluster(pulumi.ComponentResource):
                 on_change_only=True,
             )
             self.upgrade_steps.append(previous_upgrade)
-            leave(f"{node_name}-membership", *removal, [join])
+            leave(f"{node_name}-membership", *removal, [join, self.settings])
 
         # 7. Each worker, all in parallel, through the API endpoint. A new worker joins after the
         #    control planes' upgrades (a kubelet never outruns the API server).
         for machine in workers:
-            removal = ("remove-node.sh", {"NODE_NAME": machine.node.name, "DRAIN_TIMEOUT": drain_timeout})
+            removal = ("remove-node.sh", {"NODE_NAME": machine.node.name})
             join = join_node(
                 machine,
                 endpoints.internal,
@@ -615,7 +651,7 @@ class KubeadmCluster(pulumi.ComponentResource):
                 endpoint_env(endpoints, endpoints.internal),
                 removal,
             )
-            leave(f"{machine.node.name}-membership", *removal, [join])
+            leave(f"{machine.node.name}-membership", *removal, [join, self.settings])
 
         # 8. Worker upgrades after the control planes', upgrade.workerBatchSize at a time: drained
         #    from the first control plane, upgraded on the worker, uncordoned from the first.
@@ -623,8 +659,9 @@ class KubeadmCluster(pulumi.ComponentResource):
         done: list[pulumi.Resource] = []
         for index, machine in enumerate(workers):
             node_name = machine.node.name
-            after = [previous_upgrade] + ([done[index - batch]] if index >= batch else [])
-            maintenance = {"NODE_NAME": node_name, "K8S_VERSION": config.kubernetes_version, "DRAIN_TIMEOUT": drain_timeout}
+            # The batch size shapes only this order (depends_on): changing it changes no input.
+            after = [previous_upgrade, self.settings] + ([done[index - batch]] if index >= batch else [])
+            maintenance = {"NODE_NAME": node_name, "K8S_VERSION": config.kubernetes_version}
             drain = run(
                 f"{node_name}-upgrade-drain",
                 first,
@@ -661,23 +698,6 @@ class KubeadmCluster(pulumi.ComponentResource):
                 m.node.name: {"internalIp": ip, "pool": m.node.pool, "role": m.node.role}
                 for m, ip in zip(machines.values(), ips)
             }
-        )
-        # The cluster's identity is its `kubeadm init`: the provider (and every add-on with it) is
-        # replaced only when the cluster is initialised anew, never because the kubeconfig-reading
-        # step runs again (its stdout is unknown during that preview, and without an identifier
-        # the provider plans a replacement for an unknown kubeconfig: pulumi-kubernetes'
-        # DiffConfig; the pinned SDK's Provider docstring states the rule).
-        # A preview that skips the Kubernetes diff gives the provider a kubeconfig naming no
-        # cluster (it is unreachable at once, nothing is dialled) and skipUpdateUnreachable (each
-        # object keeps its recorded inputs): pulumi-kubernetes' Configure and Check.
-        offline = args.get("skip_kubernetes_diff", False)
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=pulumi.Output.secret(NO_CLUSTER_KUBECONFIG) if offline else self.kubeconfig,
-            cluster_identifier=init.id,
-            delete_unreachable=True,
-            skip_update_unreachable=True if offline else None,
-            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs(
             {

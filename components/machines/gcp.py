@@ -481,7 +481,6 @@ class GcpMachines(pulumi.ComponentResource):
                 "MACHINE_TYPE": node.machine_type,
                 "MACHINE_VCPUS": str(int(spec.vcpus)) if spec else "1",
                 "MACHINE_MEMORY_MB": str(spec.memory_mb) if spec else "1",
-                "DRAIN_TIMEOUT": config.upgrade.drain_timeout,
             }
             resize_drain = step(
                 f"{node.name}-resize-drain",

@@ -413,6 +413,25 @@ kc_check_duration() {
   [[ $2 =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]] || kc_die "$1 must be a duration like 300s or 5m, not '$2'"
 }
 
+#: The kube-system ConfigMap in which the program keeps the settings a step reads when it runs
+#: rather than as an input (components/bootstrap: a change of them runs nothing on the nodes).
+KC_SETTINGS_CONFIGMAP=kubeadm-cluster-settings
+
+# kc_drain_timeout KUBECONFIG : sets DRAIN_TIMEOUT, unless given, to the stack's upgrade.drainTimeout
+# (key drainTimeout of the settings ConfigMap), or 300s when the API has none (the ConfigMap not
+# created yet, the API unreachable); dies unless it is a duration.
+kc_drain_timeout() {
+  local value=
+  if [[ -z ${DRAIN_TIMEOUT:-} ]]; then
+    if [[ -f $1 ]]; then
+      value=$(kubectl --kubeconfig "$1" --request-timeout=10s -n kube-system get configmap "$KC_SETTINGS_CONFIGMAP" \
+        --ignore-not-found -o 'jsonpath={.data.drainTimeout}' </dev/null 2>/dev/null) || value=
+    fi
+    DRAIN_TIMEOUT=${value:-300s}
+  fi
+  kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
+}
+
 # --- the step's time bound ---------------------------------------------------------------------
 # A step must end: pulumi-command waits for its SSH session as long as it lasts, and a hung
 # `kubeadm join`, a stalled download or a wait that never ends would hold `pulumi up` forever.

@@ -11,7 +11,7 @@
 #
 # Inputs: NODE_NAME (the leaving control plane); FIRST_NODE_NAME (the first control plane, where
 #         this runs: etcdctl runs in its etcd static pod, etcd-FIRST_NODE_NAME in kube-system);
-#         optional DRAIN_TIMEOUT (300s); optional KUBECONFIG (default /etc/kubernetes/admin.conf).
+#         optional DRAIN_TIMEOUT (else kc_drain_timeout: the settings ConfigMap, or 300s); optional KUBECONFIG (default /etc/kubernetes/admin.conf).
 # Stdout: nothing.
 set -euo pipefail
 if ! declare -F kc_log >/dev/null 2>&1; then
@@ -22,8 +22,8 @@ KC_STEP=remove-control-plane
 
 : "${NODE_NAME:?NODE_NAME is required (the control plane that leaves)}"
 : "${FIRST_NODE_NAME:?FIRST_NODE_NAME is required (the first control plane, whose etcd pod runs etcdctl)}"
-DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300s}
-kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-}
+[[ -z $DRAIN_TIMEOUT ]] || kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
 if [[ $NODE_NAME == "$FIRST_NODE_NAME" ]]; then
   kc_die "refusing to remove control plane $NODE_NAME: it is the first control plane (FIRST_NODE_NAME)," \
     "which holds the cluster's admin kubeconfig and runs these steps"
@@ -122,6 +122,7 @@ kc_remove_control_plane_main() {
   exists=$(kc_retry 5 kubectl get node "$NODE_NAME" --ignore-not-found -o name) ||
     kc_die "cannot read node $NODE_NAME from the API server"
   if [[ -n $exists ]]; then
+    kc_drain_timeout "$KUBECONFIG"
     kc_log "draining $NODE_NAME (timeout $DRAIN_TIMEOUT)"
     if ! kubectl drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --force \
       --timeout="$DRAIN_TIMEOUT" >&2; then

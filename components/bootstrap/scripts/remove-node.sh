@@ -9,7 +9,7 @@
 # fails, the step warns and exits 0 (the Node object may stay behind, NotReady: delete it with
 # `kubectl delete node NAME` once the API answers).
 #
-# Inputs: NODE_NAME; DRAIN_TIMEOUT (default 300s); KUBECONFIG (default /etc/kubernetes/admin.conf).
+# Inputs: NODE_NAME; DRAIN_TIMEOUT (else kc_drain_timeout: the settings ConfigMap, or 300s); KUBECONFIG (default /etc/kubernetes/admin.conf).
 # Stdout: nothing.
 set -euo pipefail
 if ! declare -F kc_log >/dev/null 2>&1; then
@@ -19,7 +19,7 @@ fi
 KC_STEP=remove-node
 
 : "${NODE_NAME:?NODE_NAME is required}"
-DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300s}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-}
 export KUBECONFIG=${KUBECONFIG:-${KC_ROOT:-}/etc/kubernetes/admin.conf}
 KC_REMOVE_ATTEMPTS=${KC_REMOVE_ATTEMPTS:-3}
 
@@ -49,6 +49,7 @@ if [[ -z $found ]]; then
   exit 0
 fi
 
+kc_drain_timeout "$KUBECONFIG"
 kc_log "draining $NODE_NAME (timeout $DRAIN_TIMEOUT)"
 if ! kubectl drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --force \
   --timeout="$DRAIN_TIMEOUT" </dev/null >&2; then

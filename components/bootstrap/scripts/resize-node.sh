@@ -25,7 +25,7 @@
 # node that was already cordoned before its drain (an admin's doing) stays cordoned afterwards.
 #
 # Inputs: ACTION (drain | uncordon); NODE_NAME; MACHINE_TYPE; MACHINE_VCPUS; MACHINE_MEMORY_MB
-#         (MiB); optional DRAIN_TIMEOUT (300s); optional KUBECONFIG (default
+#         (MiB); optional DRAIN_TIMEOUT (else kc_drain_timeout: the settings ConfigMap, or 300s); optional KUBECONFIG (default
 #         /etc/kubernetes/admin.conf); optional KC_RESIZE_WAIT (7200 s), KC_RESIZE_POLL (10 s),
 #         KC_READY_ATTEMPTS (30: checks that the Node is Ready after its restart).
 # Stdout: nothing.
@@ -41,7 +41,7 @@ KC_STEP=resize-node
 : "${MACHINE_TYPE:?MACHINE_TYPE is required (the machine type the node gets)}"
 : "${MACHINE_VCPUS:?MACHINE_VCPUS is required (the vCPUs of MACHINE_TYPE)}"
 : "${MACHINE_MEMORY_MB:?MACHINE_MEMORY_MB is required (the memory of MACHINE_TYPE, MiB)}"
-DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300s}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-}
 KC_RESIZE_WAIT=${KC_RESIZE_WAIT:-7200}
 KC_RESIZE_POLL=${KC_RESIZE_POLL:-10}
 KC_READY_ATTEMPTS=${KC_READY_ATTEMPTS:-30}
@@ -49,7 +49,7 @@ case $ACTION in
   drain | uncordon) ;;
   *) kc_die "ACTION must be drain or uncordon, not '$ACTION'" ;;
 esac
-kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
+[[ -z $DRAIN_TIMEOUT ]] || kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
 for name in MACHINE_VCPUS MACHINE_MEMORY_MB KC_RESIZE_WAIT KC_READY_ATTEMPTS; do
   [[ ${!name} =~ ^[1-9][0-9]*$ ]] || kc_die "$name must be a positive whole number, not '${!name}'"
 done
@@ -182,6 +182,7 @@ kc_resize_main() {
       kc_retry 5 kubectl annotate --overwrite node "$NODE_NAME" "$KC_RESIZING_ANNOTATION=$MACHINE_TYPE" </dev/null >&2 ||
         kc_die "cannot annotate node $NODE_NAME"
     fi
+    kc_drain_timeout "$KUBECONFIG"
     kc_log "draining node $NODE_NAME before its VM is stopped to become $MACHINE_TYPE (timeout $DRAIN_TIMEOUT)"
     if ! kubectl drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --timeout="$DRAIN_TIMEOUT" \
       </dev/null >&2; then

@@ -11,7 +11,7 @@
 # in the cluster is skipped by both actions.
 #
 # Inputs: ACTION (drain | uncordon); NODE_NAME (the worker); K8S_VERSION (x.y.z); optional
-#         DRAIN_TIMEOUT (300s); optional KUBECONFIG (default /etc/kubernetes/admin.conf); optional
+#         DRAIN_TIMEOUT (else kc_drain_timeout: the settings ConfigMap, or 300s); optional KUBECONFIG (default /etc/kubernetes/admin.conf); optional
 #         KC_READY_ATTEMPTS (30) bounds the wait for the new kubelet version.
 # Stdout: nothing.
 set -euo pipefail
@@ -24,14 +24,14 @@ KC_STEP=upgrade-drain
 : "${ACTION:?ACTION is required (drain or uncordon)}"
 : "${NODE_NAME:?NODE_NAME is required (the worker to drain or uncordon)}"
 : "${K8S_VERSION:?K8S_VERSION is required (the target version, e.g. 1.36.4)}"
-DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300s}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-}
 KC_READY_ATTEMPTS=${KC_READY_ATTEMPTS:-30}
 case $ACTION in
   drain | uncordon) ;;
   *) kc_die "ACTION must be drain or uncordon, not '$ACTION'" ;;
 esac
 kc_check_version K8S_VERSION "$K8S_VERSION"
-kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
+[[ -z $DRAIN_TIMEOUT ]] || kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
 [[ $KC_READY_ATTEMPTS =~ ^[1-9][0-9]*$ ]] ||
   kc_die "KC_READY_ATTEMPTS must be a positive integer, not '$KC_READY_ATTEMPTS'"
 export KUBECONFIG=${KUBECONFIG:-$KC_ROOT/etc/kubernetes/admin.conf}
@@ -74,6 +74,7 @@ kc_drain_main() {
       kc_log "node $NODE_NAME already runs kubelet $version: not draining it"
       return 0
     fi
+    kc_drain_timeout "$KUBECONFIG"
     kc_log "draining node $NODE_NAME (kubelet ${version:-unknown}) for its upgrade to v$K8S_VERSION (timeout $DRAIN_TIMEOUT)"
     kc_retry 5 kubectl annotate --overwrite node "$NODE_NAME" "$KC_UPGRADE_ANNOTATION=v$K8S_VERSION" </dev/null >&2 ||
       kc_die "cannot annotate node $NODE_NAME"

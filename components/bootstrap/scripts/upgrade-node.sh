@@ -17,7 +17,7 @@
 # restarted and (a control plane) uncordoned.
 #
 # Inputs: NODE_NAME; K8S_VERSION (x.y.z); UPGRADE_ROLE (first-control-plane | control-plane |
-#         worker); optional DRAIN_TIMEOUT (300s); optional KC_READY_ATTEMPTS (30) bounds the wait
+#         worker); optional DRAIN_TIMEOUT (else kc_drain_timeout: the settings ConfigMap, or 300s); optional KC_READY_ATTEMPTS (30) bounds the wait
 #         for the Node's new kubelet version.
 # Stdout: nothing.
 set -euo pipefail
@@ -30,10 +30,10 @@ KC_STEP=upgrade-node
 : "${NODE_NAME:?NODE_NAME is required}"
 : "${K8S_VERSION:?K8S_VERSION is required (the target version, e.g. 1.36.4)}"
 : "${UPGRADE_ROLE:?UPGRADE_ROLE is required (first-control-plane, control-plane or worker)}"
-DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300s}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-}
 KC_READY_ATTEMPTS=${KC_READY_ATTEMPTS:-30}
 kc_check_version K8S_VERSION "$K8S_VERSION"
-kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
+[[ -z $DRAIN_TIMEOUT ]] || kc_check_duration DRAIN_TIMEOUT "$DRAIN_TIMEOUT"
 case $UPGRADE_ROLE in
   first-control-plane | control-plane | worker) ;;
   *) kc_die "UPGRADE_ROLE must be first-control-plane, control-plane or worker, not '$UPGRADE_ROLE'" ;;
@@ -135,6 +135,7 @@ kc_upgrade_main() {
 
   # 3. A control plane drains itself (a worker was drained from the first control plane).
   if ((control_plane)); then
+    kc_drain_timeout "$KC_ADMIN_CONF"
     kc_log "draining $NODE_NAME (timeout $DRAIN_TIMEOUT)"
     if ! kubectl --kubeconfig "$KC_ADMIN_CONF" drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data \
       --timeout="$DRAIN_TIMEOUT" </dev/null >&2; then
