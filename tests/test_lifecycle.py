@@ -486,3 +486,31 @@ def test_the_settings_configmap_is_the_one_the_scripts_read() -> None:
     assert settings.input("metadata") == {
         "name": SETTINGS_CONFIGMAP, "namespace": "kube-system", "labels": {"app.kubernetes.io/managed-by": "kubeadm-cluster"}
     }
+
+
+def test_a_kubeconfig_read_again_keeps_the_providers_identifier_and_replaces_no_add_on() -> None:
+    """Two runs in different kubeconfig refresh windows: the kubeconfig-reading step is replaced
+    (its trigger changed; in the real preview its stdout, hence the provider's kubeconfig, is
+    unknown), while the provider's clusterIdentifier (the init step's id) is the same, so
+    pulumi-kubernetes plans no replacement of the provider or of anything it manages."""
+    from datetime import timedelta
+
+    from tools.mock_engine import MOCK_NOW
+
+    config = stack_config(workerPools=[{**POOL, "count": 2}])
+    before = run_program(config, stack="dev", now=MOCK_NOW)
+    after = run_program(config, stack="dev", now=MOCK_NOW + timedelta(days=30))
+    assert before.error is None and after.error is None, (before.error, after.error)
+    old, new = before.by_urn(), after.by_urn()
+    changed = sorted(old[u].name for u in old if old[u].inputs != new[u].inputs)
+    assert "dev-cp-0-kubeconfig" in changed, f"the kubeconfig step did not change in a new window: {changed}"
+    assert old[before.named("dev-cp-0-kubeconfig").urn].input("triggers") != after.named("dev-cp-0-kubeconfig").input("triggers")
+    (provider_before,) = before.of_type("pulumi:providers:kubernetes")
+    (provider_after,) = after.of_type("pulumi:providers:kubernetes")
+    assert provider_before.urn == provider_after.urn
+    assert provider_after.input("clusterIdentifier") == provider_before.input("clusterIdentifier") == "dev-cp-0-init-id", (
+        "the provider's identity must not follow the kubeconfig step"
+    )
+    managed = [r for r in after.resources if r.provider.startswith(provider_after.urn)]
+    assert managed, "no Kubernetes object uses the cluster's provider"
+    assert not [r.name for r in managed if r.inputs != old[r.urn].inputs], "an add-on changed with a re-read kubeconfig"
