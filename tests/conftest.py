@@ -18,3 +18,23 @@ def stack_config(**keys: Any) -> dict[str, Any]:
     config: dict[str, Any] = {**GCP, "adminCidrs": ["203.0.113.7/32"]}
     config.update(keys)
     return config
+
+
+def expanded(bundle: Any) -> str:
+    """A bundle (a step's stdin, or a ``sudo bash -c '<bundle>'`` delete command) as it runs on a
+    node: each ``. "$KC_SCRIPTS_DIR/<name>"`` line replaced by that script's marker and text from
+    the checkout (what the node's copy of the scripts holds), so a test reads what the step runs."""
+    import re
+    import shlex
+
+    from components.bootstrap.scripts import script, script_marker
+
+    text = str(bundle or "")
+    if text.startswith("sudo bash -c "):
+        text = shlex.split(text)[-1]
+    return re.sub(
+        r'^\. "\$KC_SCRIPTS_DIR/(?P<name>[\w.-]+)"$',
+        lambda m: f"{script_marker(m['name'])}\n{script(m['name'])}",
+        text,
+        flags=re.M,
+    )

@@ -8,6 +8,8 @@ control plane: to the first control plane while it joins, to itself once joined.
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from functools import cache
 
 from tests.conftest import stack_config
@@ -67,3 +69,25 @@ def test_the_first_control_plane_inits_with_the_certificate_upload_and_keeps_the
     assert init and "--upload-certs" in init[0] and "--skip-certificate-key-print" in init[0], init
     key = str(_plan().named("dev-certificate-key").outputs["hex"])
     assert key not in result.stdout + result.stderr + "\n".join(result.calls), "the certificate key leaked"
+
+
+def test_a_bundle_names_its_scripts_and_fails_clearly_without_the_nodes_copy(node: Sandbox) -> None:  # noqa: F811
+    """A step's stdin sources its scripts from the node's copy (kubeadm-cluster/scripts under the
+    directory its session starts in); without that copy it stops at once and says why."""
+    stdin = _stdin("dev-general-0-prepare")
+    assert ". \"$KC_SCRIPTS_DIR/prepare-node.sh\"" in stdin and "#!/usr/bin/env bash" not in stdin, stdin[:500]
+    assert len(stdin) < 4_000, f"the prepare bundle carries {len(stdin)} characters: scripts inline?"
+    shutil.rmtree(node.base / "kubeadm-cluster")
+    result = node.run([], bundle=stdin)
+    assert result.rc != 0 and "no node scripts in" in result.stderr and "-scripts copy has not run" in result.stderr, _explain(result)
+    assert result.calls == [], f"a step ran without its scripts: {result.calls}"
+
+
+def test_a_leaving_nodes_delete_finds_its_scripts_in_the_first_control_planes_copy(node: Sandbox) -> None:  # noqa: F811
+    """The membership step's delete (``sudo bash -c '<bundle>'`` on the first control plane) sources
+    remove-node.sh from that node's copy, which a copy's deletion never removes."""
+    delete = str(_plan().named("dev-general-0-membership").input("delete"))
+    assert delete.startswith("sudo bash -c ") and "$KC_SCRIPTS_DIR/remove-node.sh" in delete, delete
+    result = node.run([], bundle=shlex.split(delete)[-1])
+    assert result.rc == 0, _explain(result)
+    assert "[kubeadm-cluster remove-node]" in result.stderr and "no admin kubeconfig at" in result.stderr, _explain(result)

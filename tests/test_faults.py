@@ -40,7 +40,7 @@ from components.bootstrap import kubeadm_config
 from components.bootstrap.scripts import render_bundle, script
 from components.machines.gcp import SSHD_MAX_STARTUPS
 from components.nodes import NodeSpec
-from tests.conftest import stack_config
+from tests.conftest import expanded, stack_config
 from tests.test_scripts import SCRIPTS, Sandbox, _explain, sandbox  # noqa: F401  (sandbox: fixture)
 from tools import mock_engine
 from tools.mock_engine import MOCK_NOW, Plan, Registered, run_program
@@ -122,7 +122,7 @@ def _env(command: Registered, field: str = "stdin") -> dict[str, str]:
     text = str(command.input(field))
     if field == "delete":
         text = shlex.split(text)[-1]  # sudo bash -c '<bundle>'
-    exports = text.split("\n#!/usr/bin/env bash", 1)[0].split("\n# kc-script", 1)[0]
+    exports = text.split("\n#!/usr/bin/env bash", 1)[0].split("\n# kc-script", 1)[0].split("\n# kc-run", 1)[0]
     tokens = shlex.split(exports)
     return dict(t.split("=", 1) for i, t in enumerate(tokens) if "=" in t and i and tokens[i - 1] == "export")
 
@@ -165,7 +165,7 @@ def test_the_old_machines_node_is_removed_before_the_new_machine_joins(options: 
     for node, script_names in (("dev-general-0", ["remove-node.sh"]), ("dev-cp-1", ["etcd-snapshot.sh", "remove-control-plane.sh"])):
         identity, vm = commands[f"{node}-identity"], plan.named(node)
         assert identity.input("create") is None, "nothing runs when the machine is first seen"
-        delete = identity.input("delete")
+        delete = expanded(identity.input("delete"))
         for name in script_names:
             assert f"# kc-script {name} " in delete, f"{node}: the old machine's removal must run {name}"
         assert _env(identity, "delete")["NODE_NAME"] == node
@@ -698,7 +698,7 @@ def test_every_step_is_bounded_and_never_sends_its_previous_output() -> None:
         assert command.input("addPreviousOutputInEnv") is False, f"{command.name} sends its previous output"
         field = "stdin" if command.input("stdin") else "delete"
         bound = _env(command, field).get("KC_STEP_TIMEOUT")
-        scripts = re.findall(r"^# kc-script (\S+) ", str(command.input(field)), flags=re.M)
+        scripts = re.findall(r"^# kc-script (\S+) ", expanded(command.input(field)), flags=re.M)
         assert bound == step_timeout([s for s in scripts if s != "lib.sh"]), f"{command.name}: bound {bound}"
         connection = command.input("connection")
         for hop in (connection, connection.get("proxy") or connection):

@@ -16,7 +16,7 @@ import pulumi_kubernetes
 import yaml
 
 from components.machines.gcp import HEALTH_CHECK_RANGES
-from tests.conftest import stack_config
+from tests.conftest import expanded, stack_config
 from tests.test_program import _commands, _depends_on
 from tools.graph import change_cost
 from tools.mock_engine import Plan, Registered, run_program
@@ -50,7 +50,7 @@ def _run(key: str) -> Plan:
 def _env(command: Registered) -> dict[str, str]:
     """The ``export NAME=value`` lines of a step's bundle (before lib.sh)."""
     stdin = str(command.input("stdin"))
-    exports = stdin.split("\n#!/usr/bin/env bash", 1)[0]
+    exports = stdin.split("\n#!/usr/bin/env bash", 1)[0].split("\n# kc-run", 1)[0]
     tokens = shlex.split(exports)
     return dict(t.split("=", 1) for t in tokens if "=" in t and tokens[tokens.index(t) - 1] == "export")
 
@@ -239,7 +239,7 @@ def test_lowering_control_planes_removes_their_etcd_members_before_their_vms() -
     removed = sorted(before[u].name for u in set(before) - set(after))
     expected = sorted(
         [f"dev-cp-{i}{suffix}" for i in (3, 4)
-         for suffix in ("", "-prepare", "-join-token", "-join", "-upgrade", "-membership", "-maintenance",
+         for suffix in ("", "-prepare", "-join-token", "-join", "-upgrade", "-membership", "-maintenance", "-scripts",
                         "-identity", "-reachable", "-resize-drain", "-resize-uncordon")]
         + ["dev-nodes-dev-cp-3", "dev-nodes-dev-cp-4", "dev-api-member-dev-cp-3", "dev-api-member-dev-cp-4"]
     )
@@ -248,7 +248,7 @@ def test_lowering_control_planes_removes_their_etcd_members_before_their_vms() -
     for i in (3, 4):
         membership = commands[f"dev-cp-{i}-membership"]
         assert membership.input("create") is None, "joining runs nothing extra: only leaving does"
-        delete = membership.input("delete")
+        delete = expanded(membership.input("delete"))
         assert "member remove" in delete and "quorum" in delete, "a leaving control plane must leave etcd"
         assert f"NODE_NAME=dev-cp-{i}" in delete and "FIRST_NODE_NAME=dev-cp-0" in delete
         assert membership.input("connection")["host"] == commands["dev-cp-0-init"].input("connection")["host"]
@@ -514,3 +514,37 @@ def test_a_kubeconfig_read_again_keeps_the_providers_identifier_and_replaces_no_
     managed = [r for r in after.resources if r.provider.startswith(provider_after.urn)]
     assert managed, "no Kubernetes object uses the cluster's provider"
     assert not [r.name for r in managed if r.inputs != old[r.urn].inputs], "an add-on changed with a re-read kubeconfig"
+
+
+# --- the node scripts, copied once per node ---------------------------------------------------
+
+
+def test_every_step_waits_for_the_copy_of_the_scripts_on_the_node_it_runs_on() -> None:
+    """Each node gets one CopyToRemote of the scripts directory (over the node's own connection,
+    jump host included) and every step that sources them on that node waits for it. The only
+    exceptions: the jump host's sshd settings (a standalone bundle, so the copies through the jump
+    host need not wait), and the first control plane's own resize drain, which runs before its VM
+    changes, so before that VM's copy (it finds the copy an earlier `up` left)."""
+    import pulumi_command
+
+    doc = " ".join(inspect.getsource(pulumi_command.remote.CopyToRemote).split())
+    # pulumi-command 1.2.1 SDK (requirements.txt): a directory is copied recursively; the
+    # provider's copyController.go (v1.2.1) puts a directory without a trailing slash under
+    # <remotePath>/<its basename> and copies again on a new source hash, remote path or trigger.
+    assert "Directories are copied recursively, overwriting existing files." in doc, "recheck CopyToRemote's semantics"
+    plan = _run("ha")
+    copies = plan.of_type("command:remote:CopyToRemote")
+    assert sorted(c.name for c in copies) == sorted(f"dev-{n}-scripts" for n in ("cp-0", "cp-1", "cp-2", "general-0", "general-1", "general-2"))
+    by_connection = {yaml.safe_dump(c.input("connection")): c for c in copies}
+    assert len(by_connection) == len(copies), "two copies share a connection"
+    for copy in copies:
+        assert copy.input("remotePath") == "kubeadm-cluster" and copy.input("source.path", "").endswith("/scripts"), copy.inputs
+        triggers = copy.input("triggers")
+        assert "# kc-script lib.sh sha256:" in triggers[0] and triggers[1] == plan.named(copy.name.removesuffix("-scripts")).outputs["instanceId"]
+    for command in _commands(plan).values():
+        if command.name in ("dev-cp-0-sshd", "dev-cp-0-resize-drain"):
+            continue
+        copy = by_connection[yaml.safe_dump(command.input("connection"))]
+        assert copy.urn in plan.ancestors_depend(command), f"{command.name} does not wait for {copy.name}"
+    sshd = plan.named("dev-cp-0-sshd")
+    assert "# kc-script jump-host.sh sha256:" in sshd.input("stdin") and sshd.ignore_changes == ["stdin"]

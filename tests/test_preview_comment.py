@@ -27,6 +27,7 @@ the pinned CLI 3.272.0 keeps these types, which are also the Pulumi Cloud wire f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -46,6 +47,11 @@ from components.config import SKIP_KUBERNETES_DIFF_ENV, SKIP_KUBERNETES_DIFF_NOT
 from tools import preview_comment as pc
 from tools.mock_engine import Plan, Registered, run_program
 from tools.policy_client import Violation, analyze_resources
+
+#: The resource types whose ``triggers`` replace them when they change (pulumi-command 1.2.1:
+#: ``provider:"replaceOnChanges"`` on both inputs structs, remote/command.go and remote/copy.go).
+REPLACE_ON_TRIGGERS = ("command:remote:Command", "command:remote:CopyToRemote")
+COPY = "command:remote:CopyToRemote"
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -81,7 +87,7 @@ def _no_skip_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 def previous_release(tmp: Path, touched: tuple[str, ...] | None = None) -> Iterator[None]:
     """The program as of the previous release: each script (or those in ``touched``) one line
     different, so the current checkout is a release that changes them."""
-    copy = tmp / "previous-scripts"
+    copy = tmp / "previous" / "scripts"  # the copy lands in kubeadm-cluster/<its name>
     shutil.copytree(bundles.SCRIPTS_DIR, copy)
     for path in copy.glob("*.sh"):
         if touched is None or path.name in touched:
@@ -101,7 +107,7 @@ def run(config: dict[str, Any], *, preview: bool = True) -> Plan:
 
 def blind(value: Any) -> Any:
     """An input value as the event stream carries it: secrets blinded (ConvertEngineEvent)."""
-    if isinstance(value, dict) and SECRET_SIG in value:
+    if isinstance(value, dict) and value.get(SECRET_SIG) == BLINDED[SECRET_SIG]:
         return dict(BLINDED)
     if isinstance(value, dict):
         return {k: blind(v) for k, v in value.items()}
@@ -137,7 +143,8 @@ def step_event(op: str, old: Registered | None, new: Registered | None) -> dict[
                 "old": state(old) if old else None,
                 "new": state(new) if new else None,
                 "diffs": diffs,
-                "detailedDiff": {k: {"diffKind": "update", "inputDiff": True} for k in diffs} if op == "update" else None,
+                "detailedDiff": {k: {"diffKind": "update", "inputDiff": True} for k in diffs} if op in ("update", "replace") else None,
+                **({"keys": ["triggers"]} if op == "replace" else {}),
                 "provider": some.provider,
             }
         }
@@ -174,7 +181,15 @@ def events_for(
     ops: Counter[str] = Counter()
     for urn, resource in after.items():
         previous = before.get(urn)
+        if previous is not None and resource.ignore_changes:
+            # The engine keeps the recorded value of an ignored input.
+            kept = {k: previous.raw_inputs[k] for k in resource.ignore_changes if k in previous.raw_inputs}
+            resource = dataclasses.replace(resource, raw_inputs={**resource.raw_inputs, **kept})
         op = "create" if previous is None else "same" if previous.raw_inputs == resource.raw_inputs else "update"
+        if op == "update" and resource.type in REPLACE_ON_TRIGGERS and previous is not None and (
+            previous.raw_inputs.get("triggers") != resource.raw_inputs.get("triggers")
+        ):
+            op = "replace"  # pulumi-command's triggers are replaceOnChanges
         ops[op] += 1
         events.append(step_event(op, previous, resource))
     for urn, resource in before.items():
@@ -233,24 +248,30 @@ def release_60(tmp_path_factory: pytest.TempPathFactory) -> tuple[Plan, Plan]:
 
 
 def test_a_release_names_each_changed_script_once_with_its_hashes(release_2: tuple[Plan, Plan]) -> None:
+    """A release that changes every script: the copies of the scripts (one per node) are replaced,
+    their trigger lists every script with its hash, so each script is named once, with its old and
+    new hash and the number of resources it reaches; node prep runs again (its scripts' hash, a
+    step variable); no other step changes."""
     old, new = release_2
     preview, comment = comment_for(events_for(old, new))
     head = head_of(comment)
     rows = {m["name"]: m for m in re.finditer(r"^\| `(?P<name>[^`]+)` \| `(?P<old>[0-9a-f]{12})` \| `(?P<new>[0-9a-f]{12})` \| (?P<n>\d+) \|$", head, re.M)}
-    carried = {m["name"] for r in new.resources for text in [str(r.inputs.get("stdin", "")) + str(r.inputs.get("delete", ""))]
-               for m in pc.SCRIPT_MARKER.finditer(text) if "stdin" not in r.secret_inputs}
-    assert carried and set(rows) == carried, f"scripts named {sorted(rows)}, bundles carry {sorted(carried)}:\n{head}"
+    shipped = {path.name for path in bundles.SCRIPTS_DIR.glob("*.sh")}
+    assert set(rows) == shipped, f"scripts named {sorted(rows)}, the release changes {sorted(shipped)}:\n{head}"
+    copies = [r for r in new.resources if r.type == COPY]
     for name, row in rows.items():
         assert row["new"] == current_hash(name)[:12], f"{name}: the new hash is not the script's own:\n{head}"
         assert row["old"] != row["new"]
         assert head.count(f"`{name}`") == 1, f"{name} is not named exactly once in the head:\n{head}"
-    # lib.sh reaches every visible bundle; the join bundles are secret (their token) and counted apart.
-    updated = [s for s in preview.steps if s.op == "update" and s.type == "command:remote:Command"]
-    secret = [s for s in updated if pc.step_change(s) == pc.StepChange({}, [], "secret")]
-    assert int(rows["lib.sh"]["n"]) == len(updated) - len(secret), head
-    assert secret and f"{len(secret)} more steps changed a secret stdin" in head, head
-    assert "~stdin: lib.sh" in comment, "the per-resource lines do not name the scripts"
-    assert "\n# ~ update command:remote:Command (" in comment, "the resource lines are not grouped by type"
+        assert int(row["n"]) == len(copies), f"{name} reaches {row['n']} resources, not the {len(copies)} copies:\n{head}"
+    changed = preview.changed_steps()
+    assert sorted(s.name for s in changed if s.op == "replace") == sorted(c.name for c in copies), changed
+    assert sorted(s.name for s in changed if s.op == "update") == sorted(
+        r.name for r in new.resources if r.name.endswith("-prepare")
+    ), "a release updates node prep only (its scripts' hash)"
+    assert re.search(r"`KC_SCRIPTS_SHA256` \(3\)", head), head
+    assert "~triggers: certs-renew.sh" in comment, "the per-resource lines do not name the scripts"
+    assert "\n# +- replace command:remote:CopyToRemote (3)" in comment, "the resource lines are not grouped by type"
 
 
 def test_a_version_change_names_the_step_variables_not_scripts() -> None:
@@ -276,8 +297,8 @@ def test_60_workers_stay_under_the_comment_limit_with_summary_and_policies(relea
     assert size <= pc.COMMENT_LIMIT < 65_536, f"{size} bytes"
     assert comment.startswith("<!-- kubeadm-cluster preview: dev -->\n")
     counts = Counter(s.op for s in preview.steps if s.type != "pulumi:pulumi:Stack")
-    assert f"**{counts['update']}** to update" in comment and "**0** to replace" in comment, head_of(comment)
-    assert counts["update"] > 400, counts  # every step carrying a script (issue 12: 426)
+    assert f"**{counts['update']}** to update" in comment and "**61** to replace" in comment, head_of(comment)
+    assert counts["update"] == 61 and counts["replace"] == 61, counts  # node prep; the copies (issue 12: 426 before)
     assert "**61** mandatory violations · **0** advisory" in comment, head_of(comment)
     assert "`node-machine-type-minimums` on 61:" in comment
     for name in ("lib.sh", "prepare-node.sh", "upgrade-node.sh", "upgrade-drain.sh", "mint-token.sh"):
@@ -311,7 +332,7 @@ def test_truncation_cuts_only_the_resource_lines(release_60: tuple[Plan, Plan]) 
     assert "**Summary:**" in comment and "**Scripts changed:**" in comment
     assert "**61** mandatory violations" in comment
     total = len(pc.resource_lines(preview, False))
-    shown = sum(1 for line in comment.splitlines() if line.startswith(("+ ", "~ ")))
+    shown = sum(1 for line in comment.splitlines() if line.startswith(("+ ", "~ ", "+- ")))
     assert total > 12 * len(new.resources) and 0 < shown < total, (shown, total)
     match = re.search(r"_… (\d+) more resource changes not shown: the comment limit is 64,000 bytes; the job summary lists every change\._", comment)
     assert match and int(match[1]) == total - shown, comment[-400:]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from components import versions
-from tests.conftest import stack_config
+from tests.conftest import expanded, stack_config
 from tools.mock_engine import Plan, Registered, config_from_stack_file, run_program, stack_file
 
 COMMAND = "command:remote:Command"
@@ -244,7 +244,7 @@ def test_adding_a_worker_adds_only_its_own_steps() -> None:
     assert added == sorted(["dev-general-2", "dev-general-2-storage", "dev-general-2-prepare",
                             "dev-general-2-join-token", "dev-general-2-join", "dev-general-2-membership",
                             "dev-general-2-upgrade-drain", "dev-general-2-upgrade", "dev-general-2-upgrade-uncordon",
-                            "dev-general-2-identity", "dev-general-2-reachable",
+                            "dev-general-2-identity", "dev-general-2-reachable", "dev-general-2-scripts",
                             "dev-general-2-resize-drain", "dev-general-2-resize-uncordon",
                             "dev-nodes-dev-general-2"]), added
     assert set(before) <= set(after), "a resource disappeared when a worker was added"
@@ -264,7 +264,7 @@ def test_removing_a_worker_drains_it_before_its_vm_is_deleted() -> None:
         # Pulumi deletes dependants first: membership (drain) -> join -> ... -> the VM.
         assert _depends_on(plan, membership, instance), f"{membership.name} must be deleted before {instance.name}"
         assert _depends_on(plan, membership, commands[f"{instance.name}-join"])
-        delete = membership.input("delete")
+        delete = expanded(membership.input("delete"))
         assert "kubectl drain" in delete and "--ignore-daemonsets --delete-emptydir-data" in delete, delete
         assert f"NODE_NAME={instance.name}" in delete
         assert "--ignore-not-found" in delete, "removal must tolerate a node that is already gone"
@@ -292,10 +292,10 @@ def test_removing_a_pool_removes_only_its_nodes_and_drains_them() -> None:
     expected = sorted(f"dev-batch-{i}{suffix}" for i in range(2)
                       for suffix in ("", "-prepare", "-join-token", "-join", "-membership",
                                      "-upgrade-drain", "-upgrade", "-upgrade-uncordon",
-                                     "-identity", "-reachable", "-resize-drain", "-resize-uncordon"))
+                                     "-identity", "-reachable", "-resize-drain", "-resize-uncordon", "-scripts"))
     expected += ["dev-nodes-dev-batch-0", "dev-nodes-dev-batch-1"]
     assert removed == sorted(expected), removed
     assert set(after) <= set(before), "removing a pool created resources"
     for i in range(2):
         membership = before[next(u for u in before if before[u].name == f"dev-batch-{i}-membership")]
-        assert "kubectl drain" in membership.input("delete")
+        assert "kubectl drain" in expanded(membership.input("delete"))

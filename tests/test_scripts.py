@@ -265,6 +265,20 @@ class Sandbox:
         release.parent.mkdir(parents=True)
         release.write_text('PRETTY_NAME="Ubuntu 24.04.3 LTS"\nNAME="Ubuntu"\nVERSION_ID="24.04"\nID=ubuntu\nID_LIKE=debian\n')
         self.env: dict[str, str] = {}
+        self.place_scripts()
+
+    def place_scripts(self, source: Path = SCRIPTS) -> Path:
+        """The node's copy of the scripts, where a bundle sources them: ``kubeadm-cluster/scripts``
+        under the directory a step starts in (this sandbox's base, the cwd of ``run``), as the
+        program's CopyToRemote leaves them in the SSH user's home (components/bootstrap/scripts.py).
+        A copy, not a link: a step may change the modes of what it links to (install-maintenance)."""
+        target = self.base / "kubeadm-cluster" / "scripts"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target)
+        for path in target.iterdir():  # pulumi-command's SFTP copy creates files 0644
+            path.chmod(0o644)
+        return target
 
     def _stub(self, name: str, body: str) -> None:
         path = self.bin / name

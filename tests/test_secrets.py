@@ -30,8 +30,7 @@ import pytest
 
 from components import config as config_module
 from components.bootstrap.scripts import render_bundle
-from components.bootstrap.scripts import script as script_text
-from tests.conftest import GCP, stack_config
+from tests.conftest import GCP, expanded, stack_config
 from tests.test_scripts import (
     STUB_PRELUDE,
     STUBS,
@@ -412,7 +411,7 @@ def _faulty(sandbox: Sandbox) -> Sandbox:
 def _run_step(sandbox: Sandbox, script: str, env: dict[str, str], fault: dict[str, str]) -> Result:
     """``script`` as the program's bundle on ``bash -s`` (as pulumi-command runs it), with the log
     functions behind fault points (inserted right after lib.sh)."""
-    text, lib = render_bundle(script, env), script_text("lib.sh")
+    text, lib = render_bundle(script, env), '. "$KC_SCRIPTS_DIR/lib.sh"\n'
     end = text.index(lib) + len(lib)
     return sandbox.run([], fault, bundle=text[:end] + LOG_WRAPPERS + text[end:])
 
@@ -510,7 +509,7 @@ def test_nothing_after_a_secret_output_can_fail_the_step(sandbox: Sandbox) -> No
     bundle = render_bundle("read-kubeconfig.sh", {}) + 'kc_die "a later step failed"\n'
     result = sandbox.run([], bundle=bundle)
     assert result.rc == 0 and "a later step failed" not in result.stderr, _explain(result)
-    hooked = render_bundle("read-kubeconfig.sh", {}).replace(
+    hooked = expanded(render_bundle("read-kubeconfig.sh", {})).replace(
         "kc_read_kubeconfig_main </dev/null", "kc_on_exit 'kc_die cleanup-broke'\nkc_read_kubeconfig_main </dev/null")
     result = sandbox.run([], bundle=hooked)
     assert result.rc == 0 and "apiVersion: v1" in result.stdout, _explain(result)

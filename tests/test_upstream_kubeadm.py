@@ -126,7 +126,7 @@ def _plan(run: str) -> Plan:
 
 def _env(command: Registered) -> dict[str, str]:
     """The ``export NAME=value`` lines of a step's bundle."""
-    exports = str(command.input("stdin")).split("\n#!/usr/bin/env bash", 1)[0]
+    exports = str(command.input("stdin")).split("\n#!/usr/bin/env bash", 1)[0].split("\n# kc-run", 1)[0]
     tokens = shlex.split(exports)
     return {t.split("=", 1)[0]: t.split("=", 1)[1] for i, t in enumerate(tokens) if i and tokens[i - 1] == "export" and "=" in t}
 

@@ -70,6 +70,11 @@ def _creates(resource: Registered) -> bool:
     return resource.type == REMOTE and bool(resource.inputs.get("create"))
 
 
+def compared_inputs(resource: Registered) -> dict[str, object]:
+    """The inputs the engine diffs: those in ``ignoreChanges`` keep their recorded value."""
+    return {key: value for key, value in resource.inputs.items() if key not in resource.ignore_changes}
+
+
 def _runs_on_change(old: Registered, new: Registered) -> bool:
     """Whether ``pulumi up`` from ``old`` to ``new`` opens an SSH session for this resource.
 
@@ -79,7 +84,7 @@ def _runs_on_change(old: Registered, new: Registered) -> bool:
     delete-only step) runs nothing. A CopyToRemote copies again on replacement, or on an update
     whose source hash or remote path changed (copyController.go), which the program ties to its
     triggers."""
-    if old.inputs == new.inputs:
+    if compared_inputs(old) == compared_inputs(new):
         return False
     if new.type == COPY:
         return True

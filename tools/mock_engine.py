@@ -53,6 +53,8 @@ class Registered:
     additional_secret_outputs: list[str]
     outputs: dict[str, Any]  # what the mocks answered
     raw_inputs: dict[str, Any] = field(default_factory=dict)  # with secret wrappers kept
+    #: ``ignoreChanges``: inputs whose new value the engine ignores once the resource exists.
+    ignore_changes: list[str] = field(default_factory=list)
 
     def input(self, path: str, default: Any = None) -> Any:
         """An input by dotted path (``bootDisk.initializeParams.size``, ``allows.0.ports``)."""
@@ -171,10 +173,11 @@ class ClusterMocks(pulumi.runtime.Mocks):
             state["hex"] = raw.hex()
             state["base64"] = base64.b64encode(raw).decode()
         elif typ == "command:remote:Command":
+            # A bundle names the scripts it sources from the node's copy (components.bootstrap.scripts).
             stdin = str(state.get("stdin", ""))
-            if "kubeadm token create" in stdin:
+            if "/mint-token.sh" in stdin:
                 state["stdout"] = json.dumps({"token": fake_token(name), "caCertHash": FAKE_CA_HASH})
-            elif "admin.conf" in stdin and name.endswith("-kubeconfig"):
+            elif "/read-kubeconfig.sh" in stdin:
                 state["stdout"] = FAKE_ADMIN_CONF
             else:
                 state["stdout"] = ""
@@ -189,7 +192,41 @@ def _is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
 
 
+def archive_hash(path: Path) -> str:
+    """The content hash of a file or directory archive (the engine hashes an archive's files to
+    tell whether it changed): sha256 over each file's relative name and bytes."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _file(value: pulumi.FileArchive | pulumi.FileAsset) -> dict[str, str]:
+    """What the state keeps of a file archive or asset: its path and content hash, not its text
+    (a CopyToRemote's source); the hash is what a changed file changes."""
+    local = Path(str(value.path))
+    return {"path": str(value.path), "hash": archive_hash(local) if local.exists() else ""}
+
+
+def _wire(value: Any) -> Any:
+    """``value`` with archives and assets in the form the engine's events and state carry them
+    (the archive or asset signature, path and hash), secret wrappers kept."""
+    if isinstance(value, pulumi.FileArchive):
+        return {SECRET_SIG: rpc._special_archive_sig, **_file(value)}
+    if isinstance(value, pulumi.FileAsset):
+        return {SECRET_SIG: rpc._special_asset_sig, **_file(value)}
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    return value
+
+
 def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
+    if isinstance(value, (pulumi.FileArchive, pulumi.FileAsset)):
+        return _file(value)
     if _is_secret(value):
         secrets.add(path)
         return _unwrap(value.get("value"), path, secrets)
@@ -245,7 +282,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 secret_inputs=secrets,
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 outputs=_unwrap(state, "", set()),
-                raw_inputs=raw,
+                raw_inputs=_wire(raw),
+                ignore_changes=list(request.ignoreChanges),
             )
         )
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_ or "", object=obj_proto)

@@ -17,10 +17,12 @@ The comment, in this order:
 2. the summary: how many resources are created, updated, replaced, deleted, unchanged;
 3. the policy results: mandatory and advisory violations, grouped by policy;
 4. the errors of a failed preview;
-5. the scripts that changed: each node step's bundle carries ``# kc-script <name>
-   sha256:<hash>`` before each script (components/bootstrap/scripts.py), so each changed script is
-   named once with its old and new hash and the number of steps it reaches, and the step
-   variables (``export NAME=...`` lines of the bundles) that changed;
+5. the scripts that changed: each node's copy of the scripts (a CopyToRemote) has a trigger with
+   one ``# kc-script <name> sha256:<hash>`` line per script, and a standalone bundle carries the
+   same line before each script it holds (components/bootstrap/scripts.py), so each changed
+   script is named once with its old and new hash and the number of resources it reaches (a
+   node's copy, a standalone step); then the step variables (``export NAME=...`` lines of the
+   bundles, which name their scripts after ``# kc-run``) that changed;
 6. the warnings, then one line per changed resource.
 
 Parts 1 to 5 are bounded (long lists are cut to a few entries, never their counts), so they are
@@ -56,12 +58,16 @@ STEP_SUMMARY_LIMIT = 1_000_000
 MARKER = "<!-- kubeadm-cluster preview: {stack} -->"
 #: A line before each script in a node step's bundle (components/bootstrap/scripts.py).
 SCRIPT_MARKER = re.compile(r"^# kc-script (?P<name>\S+) sha256:(?P<hash>[0-9a-f]{64})$", re.MULTILINE)
+#: The line of a bundle that names the scripts it sources from the node's copy (its exports come first).
+RUN_MARKER = re.compile(r"^# kc-run ", re.MULTILINE)
 #: What the program warns when it skips the Kubernetes diff (components/config.py).
 SKIP_NOTE_PREFIX = f"{SKIP_KUBERNETES_DIFF_ENV} is set"
 
 #: The wire form of a secret (pulumi sdk/go/common/resource/properties.go SecretSig; the event
 #: stream blinds the value: apitype.SecretV1 with ciphertext "[secret]").
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
+#: The signature value that marks a secret under SECRET_SIG (an asset or archive has another).
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 #: The wire form of a value unknown until the update (pulumi plugin.UnknownStringValue).
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -250,7 +256,7 @@ def parse_preview(events: Iterable[Mapping[str, Any]]) -> Preview:
 
 
 def _is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and SECRET_SIG in value
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -267,15 +273,20 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+def _is_bundle(text: str) -> bool:
+    return bool(SCRIPT_MARKER.search(text) or RUN_MARKER.search(text))
+
+
 def bundles_of(key: str, text: str) -> list[str]:
-    """The bundles an input carries: ``stdin`` is one (the remote command reads it), a command
-    line carries one as a quoted ``bash -c`` argument (the delete command of a leaving node)."""
-    if not SCRIPT_MARKER.search(text):
+    """The bundles an input carries: ``stdin`` is one (the remote command reads it), as are a
+    copy's ``triggers`` (its list of scripts and hashes); a command line carries one as a quoted
+    ``bash -c`` argument (the delete command of a leaving node)."""
+    if not _is_bundle(text):
         return []
-    if key == "stdin":
+    if key in ("stdin", "triggers"):
         return [text]
     try:
-        return [word for word in shlex.split(text) if SCRIPT_MARKER.search(word)]
+        return [word for word in shlex.split(text) if _is_bundle(word)]
     except ValueError:
         return []
 
@@ -287,8 +298,8 @@ def script_hashes(bundles: Iterable[str]) -> dict[str, str]:
 
 def exported(bundle: str) -> dict[str, str]:
     """The ``export NAME=value`` assignments at the head of a bundle (before its first script)."""
-    first = SCRIPT_MARKER.search(bundle)
-    head = bundle[: first.start()] if first else bundle
+    marks = [m.start() for m in (SCRIPT_MARKER.search(bundle), RUN_MARKER.search(bundle)) if m]
+    head = bundle[: min(marks)] if marks else bundle
     try:
         words = shlex.split(head)
     except ValueError:
@@ -326,6 +337,9 @@ def input_changes(step: Step) -> list[InputChange]:
         if key == "stdin" and UNKNOWN in (old, new):
             changes.append(InputChange(key, {}, [], "unknown until the update"))
             continue
+        if key == "triggers" and isinstance(old, list) and isinstance(new, list):
+            # A copy's triggers: the script list is one of its strings.
+            old, new = "\n".join(_strings(old)), "\n".join(_strings(new))
         if not isinstance(old, str) or not isinstance(new, str):
             continue
         before, after = bundles_of(key, old), bundles_of(key, new)

@@ -59,7 +59,7 @@ from pulumi_command import remote
 from components import hardware, versions
 from components.bootstrap import kubeadm_config
 from components.bootstrap import maintenance as upkeep
-from components.bootstrap.scripts import RUN_BUNDLE, bundle, render_bundle
+from components.bootstrap.scripts import RUN_BUNDLE, bundle, copy_scripts, render_bundle, scripts_hash
 from components.config import ClusterConfig
 from components.machines import Endpoints, Machine
 
@@ -81,6 +81,8 @@ SETTINGS_CONFIGMAP = "kubeadm-cluster-settings"
 #: document (the provider's DiffConfig parses it) with no cluster, context or user, so client-go
 #: refuses it before any connection ("no configuration has been provided").
 NO_CLUSTER_KUBECONFIG = 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\ncurrent-context: ""\n'
+#: The scripts of node prep (preflight, then container runtime + kubeadm).
+PREP_SCRIPTS = ("preflight.sh", "prepare-node.sh")
 #: The stack settings (top-level keys) whose values each node script's inputs carry. A step's
 #: stdin is a secret when one of them was set with ``pulumi config set --secret`` (a mirror URL
 #: with credentials): in the state, in previews and in pulumi-command's messages.
@@ -254,6 +256,8 @@ class KubeadmCluster(pulumi.ComponentResource):
     #: The version check and every upgrade step: the stack records a kubernetesVersion only once
     #: they all succeeded (components/version_gate.py).
     upgrade_steps: list[pulumi.Resource]
+    #: node name -> the copy of the node scripts every step on that node sources.
+    scripts: dict[str, pulumi.Resource]
     #: The SETTINGS_CONFIGMAP the drains read upgrade.drainTimeout from.
     settings: k8s.core.v1.ConfigMap
 
@@ -283,6 +287,7 @@ class KubeadmCluster(pulumi.ComponentResource):
             ``add_previous_output_in_env`` is false (provider/pkg/provider/remote/commandOutputs.go),
             and the output of some steps (tokens, the admin kubeconfig) is a secret."""
             extra = [machine.resource] if machine.resource is not None else []
+            extra.append(self.scripts[machine.node.name])
             scripts = [step] if isinstance(step, str) else step
             stdin = bundle(step, {**env, "KC_STEP_TIMEOUT": step_timeout(step)})
             undeclared = [script for script in scripts if script not in SCRIPT_SETTINGS]
@@ -327,9 +332,26 @@ class KubeadmCluster(pulumi.ComponentResource):
                 triggers=[identity] if identity is not None else None,
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=after, delete_before_replace=True if identity is not None else None
+                    parent=self,
+                    # The first control plane's scripts: what its delete sources.
+                    depends_on=[self.scripts[first.node.name], *after],
+                    delete_before_replace=True if identity is not None else None,
                 ),
             )
+
+        # The node scripts, copied to each node once its machine is reachable (and again when a
+        # script changed or the machine is a new one): every step below sources them there.
+        self.scripts: dict[str, pulumi.Resource] = {
+            node_name: machine.scripts
+            or copy_scripts(
+                f"{node_name}-scripts",
+                machine.connection,
+                machine.identity,
+                [machine.resource] if machine.resource is not None else [],
+                self,
+            )
+            for node_name, machine in machines.items()
+        }
 
         # 0. A kubernetesVersion change is checked against the running cluster first: no minor
         #    skipped, no downgrade. Every node's prep (which switches the package repository)
@@ -358,9 +380,11 @@ class KubeadmCluster(pulumi.ComponentResource):
             node_name: run(
                 f"{node_name}-prepare",
                 machine,
-                ["preflight.sh", "prepare-node.sh"],
+                list(PREP_SCRIPTS),
                 {
                     **node_env(config, node_name),
+                    # Prep runs again when what it installs or configures changes: its scripts.
+                    "KC_SCRIPTS_SHA256": scripts_hash(PREP_SCRIPTS),
                     **endpoint_env(
                         endpoints,
                         final_ip(machine),

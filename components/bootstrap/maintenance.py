@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pulumi
 
-from components.bootstrap.scripts import script
 from components.config import ClusterConfig
 
 UNITS_DIR = Path(__file__).parent / "units"
@@ -98,20 +97,21 @@ def backups_description(upload: pulumi.Input[str]) -> pulumi.Output[str]:
 
 def install_env(config: ClusterConfig, node_name: str, upload: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
     """The inputs of ``install-maintenance.sh`` on ``node_name``: every file it installs (mode,
-    path, content), the snapshot schedule and the timers to enable."""
-    files: list[tuple[str, str, pulumi.Input[str]]] = [
-        ("0644" if name == "lib.sh" else "0755", f"{INSTALL_DIR}/{name}", script(name)) for name in NODE_SCRIPTS
-    ]
+    path, content), the snapshot schedule and the timers to enable. The scripts are links to the
+    node's copy of them (components.bootstrap.scripts.copy_scripts), not content: a release that
+    changes them copies them again and runs no install."""
+    links = "".join(f"{'0644' if name == 'lib.sh' else '0755'} {INSTALL_DIR}/{name} node-script\n" for name in NODE_SCRIPTS)
+    files: list[tuple[str, str, pulumi.Input[str]]] = []
     files += [("0644", f"/etc/systemd/system/{name}", unit(name)) for name in UNIT_FILES]
     files.append(
         ("0600", ENV_FILE, pulumi.Output.from_input(upload).apply(lambda url: env_file(config, node_name, url)))
     )
     env: dict[str, pulumi.Input[str]] = {
-        "MAINTENANCE_FILES": "".join(f"{mode} {path}\n" for mode, path, _ in files),
+        "MAINTENANCE_FILES": links + "".join(f"{mode} {path}\n" for mode, path, _ in files),
         "SNAPSHOT_SCHEDULE": config.backup.schedule,
         "MAINTENANCE_TIMERS": f"{SNAPSHOT_TIMER} {CERTS_TIMER}",
     }
-    for index, (_, _, content) in enumerate(files, start=1):
+    for index, (_, _, content) in enumerate(files, start=len(NODE_SCRIPTS) + 1):
         env[f"MAINTENANCE_FILE_{index}"] = content
     return env
 

@@ -29,6 +29,10 @@ class Machine:
     #: id, new whenever the VM is recreated). When it changes the node's steps run again and the
     #: old machine's Node object is removed. None: not known (own servers).
     identity: pulumi.Input[str] | None = None
+    #: The copy of the node scripts to this machine (components.bootstrap.scripts.copy_scripts)
+    #: when the machines stage made it (its own steps on the machine need them); else the
+    #: bootstrap stage makes one.
+    scripts: pulumi.Resource | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pulumi_command import remote
 
 from components import hardware, versions
 from components.bootstrap import step_timeout
-from components.bootstrap.scripts import RUN_BUNDLE, bundle
+from components.bootstrap.scripts import RUN_BUNDLE, bundle, copy_scripts
 from components.config import ClusterConfig, GcpSettings
 from components.machines import Endpoints, Machine
 from components.nodes import STORAGE_DEVICE_NAME, NodeSpec
@@ -430,22 +430,36 @@ class GcpMachines(pulumi.ComponentResource):
             after: Sequence[pulumi.Resource],
             on_change_only: bool = False,
             triggers: list[pulumi.Input[str]] | None = None,
+            standalone: bool = False,
         ) -> remote.Command:
-            """A step on the first control plane (as components.bootstrap runs its steps: the script
-            in a bundle on stdin, bounded in time). ``on_change_only``: it runs when its inputs
-            change, not when it is created."""
+            """A step on the first control plane (as components.bootstrap runs its steps: a bundle
+            on stdin that sources the script from the node's copy, bounded in time).
+            ``on_change_only``: it runs when its inputs change, not when it is created. Every step
+            waits for the first control plane's copy of the scripts once there is one: only the
+            first control plane's own resize drain, which runs before its VM changes (and so
+            before that copy), finds the copy an earlier `up` left there. ``standalone``: the
+            bundle carries its scripts and the step does not wait for the copy (the jump host's
+            sshd settings, which the copies to the other nodes need: off the create chain); its
+            stdin, which carries the scripts' text, is then no reason to run again (ignored: a
+            release runs at most a node's copy and prep), only its ``triggers`` are."""
+            waits = [first_scripts] if first_scripts is not None and not standalone else []
             return remote.Command(
                 resource_name,
                 connection=on_first,
                 create=None if on_change_only else RUN_BUNDLE,
                 update=RUN_BUNDLE if on_change_only else None,
-                stdin=bundle(script, {**env, "KC_STEP_TIMEOUT": step_timeout(script)}),
+                stdin=bundle(script, {**env, "KC_STEP_TIMEOUT": step_timeout(script)}, standalone=standalone),
                 triggers=triggers,
                 add_previous_output_in_env=False,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=list(after) + waits,
+                    ignore_changes=["stdin"] if standalone else None,
+                ),
             )
 
         self.machines = {}
+        first_scripts: pulumi.Resource | None = None
         instances: dict[str, gcp.compute.Instance] = {}
         # The first control plane's VM first: the other nodes' steps go through it.
         nodes.sort(key=lambda planned: not planned.is_first_control_plane)
@@ -521,6 +535,11 @@ class GcpMachines(pulumi.ComponentResource):
                 # A VM is replaced (a new boot disk or image) delete first: its name is fixed.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[resize_drain], delete_before_replace=True),
             )
+            # GCE's id of this very VM: a VM recreated under the same name has another one.
+            identity = instance.instance_id.apply(lambda value: str(value or ""))
+            if first:
+                # The node scripts on the first control plane, for its steps here and in bootstrap.
+                first_scripts = copy_scripts(f"{node.name}-scripts", on_first, identity, [instance], self)
             resize_uncordon = step(
                 f"{node.name}-resize-uncordon",
                 "resize-node.sh",
@@ -537,8 +556,6 @@ class GcpMachines(pulumi.ComponentResource):
                 dial_error_limit=DIAL_ERROR_LIMIT,
                 per_dial_timeout=PER_DIAL_TIMEOUT,
             )
-            # GCE's id of this very VM: a VM recreated under the same name has another one.
-            identity = instance.instance_id.apply(lambda value: str(value or ""))
             ready: pulumi.Resource = instance
             if first:
                 first_resized = resize_uncordon
@@ -548,7 +565,9 @@ class GcpMachines(pulumi.ComponentResource):
                     "jump-host.sh",
                     {"SSHD_MAX_STARTUPS": SSHD_MAX_STARTUPS},
                     [instance],
-                    triggers=[identity],
+                    # Applied again on a new VM, or when the limit it sets changes.
+                    triggers=[identity, f"MaxStartups {SSHD_MAX_STARTUPS}"],
+                    standalone=True,
                 )
             else:
                 # Reached through the jump host: its first step waits until it accepts the key.
@@ -565,7 +584,12 @@ class GcpMachines(pulumi.ComponentResource):
                     triggers=[identity],
                 )
             self.machines[node.name] = Machine(
-                node=node, internal_ip=ip, connection=connection, resource=ready, identity=identity
+                node=node,
+                internal_ip=ip,
+                connection=connection,
+                resource=ready,
+                identity=identity,
+                scripts=first_scripts if first else None,
             )
             instances[node.name] = instance
 

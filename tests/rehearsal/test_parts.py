@@ -32,7 +32,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from components import bootstrap, versions
-from components.bootstrap.scripts import script
 from tests.conftest import stack_config
 from tools.mock_engine import FAKE_ADMIN_CONF, FAKE_CA_HASH, MOCK_NOW, fake_token, run_program
 from tools.rehearsal import firstboot, mirror, program, remote
@@ -103,7 +102,7 @@ def _init_config() -> str:
     plan = run_program(stack_config(), stack="dev")
     assert plan.error is None, plan.error
     stdin = str(plan.named("dev-cp-0-init").input("stdin"))
-    exports = stdin.split(script("lib.sh"))[0]  # "set -euo pipefail" and the step's exports
+    exports = stdin.split("\n# kc-run", 1)[0] + "\n"  # "set -euo pipefail" and the step's exports
     return subprocess.run(["bash", "-c", exports + 'printf %s "$KUBEADM_CONFIG"'], capture_output=True, text=True,
                           check=True).stdout
 
@@ -188,7 +187,7 @@ class FakeNodes:
         self.calls.append((name, command))
         stdin = str(inputs.get("stdin") or "")
         out = ""
-        if command == inputs.get("create") and "kubeadm token create" in stdin:
+        if command == inputs.get("create") and "/mint-token.sh" in stdin:
             out = json.dumps({"token": fake_token(name), "caCertHash": FAKE_CA_HASH})
         elif command == inputs.get("create") and name.endswith("-kubeconfig"):
             out = FAKE_ADMIN_CONF

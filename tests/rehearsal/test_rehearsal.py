@@ -19,6 +19,7 @@ summary ("rehearsal timings").
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -29,9 +30,10 @@ import pytest
 
 from components import hardware, versions
 from components.bootstrap import RESET_ON_DELETE, TOKEN_REFRESH_MINUTES, WORKER_TOKEN_TTL
+from components.bootstrap.scripts import SCRIPTS_DIR
 from tools.rehearsal import firstboot, remote
 from tools.rehearsal import mirror as mirror_module
-from tools.rehearsal.program import COMMAND_TYPE, DELETE, REPLACE, UPDATE, LiveRun, plan
+from tools.rehearsal.program import COMMAND_TYPE, COPY_TYPE, DELETE, REPLACE, UPDATE, LiveRun, plan
 from tools.rehearsal.session import Rehearsal
 from tools.rehearsal.vms import VM
 
@@ -151,9 +153,12 @@ def assert_all_ok(live: LiveRun) -> None:
 
 
 def expected_steps(rehearsal: Rehearsal) -> set[str]:
-    """The remote steps a create runs: every registered command that has a ``create``."""
-    registered = plan(rehearsal.config()).of_type(COMMAND_TYPE)
-    return {r.name for r in registered if r.input("create")}
+    """The remote steps a create runs: every registered command that has a ``create``, and every
+    copy of the node scripts (one per node)."""
+    registered = plan(rehearsal.config())
+    copies = {r.name for r in registered.of_type(COPY_TYPE)}
+    assert len(copies) == len(rehearsal.vms), f"not one copy of the scripts per node: {sorted(copies)}"
+    return {r.name for r in registered.of_type(COMMAND_TYPE) if r.input("create")} | copies
 
 
 def start_first_boot_apt_jobs(rehearsal: Rehearsal) -> None:
@@ -179,6 +184,19 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
     assert_all_ok(live)
     assert {s.name for s in live.steps} == expected_steps(rehearsal), live.explain()
     DONE["state"] = live.state
+
+    # The node scripts were copied over SFTP (the workers' through the jump host) before any step
+    # sourced them, and each node holds them byte for byte as the checkout has them.
+    local = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in SCRIPTS_DIR.glob("*.sh")}
+    for vm in rehearsal.vms:
+        node = f"rehearsal-{'cp-0' if vm.index == 0 else f'general-{vm.index - 1}'}"
+        copied = live.step(f"{node}-scripts")
+        assert copied.command.startswith("sftp ") and (vm.index == 0 or " via " in copied.target), copied.target
+        assert copied.finished <= live.step(f"{node}-prepare").started, f"{node}: prep started before its copy"
+        listing = rehearsal.sh(vm, "cd ~$SUDO_USER/kubeadm-cluster/scripts && sha256sum -- *.sh")
+        assert listing.ok, listing.explain()
+        remote_hashes = {name: digest for digest, name in (line.split() for line in listing.stdout.splitlines())}
+        assert remote_hashes == local, f"{vm.name}: the copy differs from the checkout's scripts"
 
     # The engine's order: prep on all nodes at once, init after the first node's prep, each join
     # after its node's prep and its token (minted on the control plane after init).

@@ -3,7 +3,9 @@
 ``run_live`` runs ``__main__.py`` under the mock engine of tools.mock_engine with one change: a
 ``pulumi-command`` ``remote.Command`` is *executed* on its VM the way pulumi-command's provider
 does it (``remote.run``: ``sudo bash -s`` with its ``stdin`` bundle, through its
-``connection``, jump host included), and its real stdout becomes the resource's output. So the
+``connection``, jump host included), and its real stdout becomes the resource's output; a
+``remote.CopyToRemote`` (the node scripts every bundle sources) really copies its source over
+SFTP through the same connection (``remote.copy``). So the
 engine's own rules decide what runs when, as in ``pulumi up``:
 
 * a step starts only once every resource it depends on is registered, i.e. has run;
@@ -22,6 +24,8 @@ commandController.go, common/inputs.go), given the stack's state from an earlier
 * changed inputs: its ``update``, or its ``create`` when it has no ``update`` (``Update``);
 * changed ``triggers`` (``replaceOnChanges``): a replacement: the new one's ``create`` now, the
   old one's ``delete`` with the deletions below;
+* a copy copies when it is created or replaced, and on an update only when its source's hash or
+  its remote path changed (copyController.go); it deletes nothing;
 * a recorded resource the program no longer registers: its recorded ``delete`` (with its
   recorded ``stdin`` and ``connection``), after the program has finished, in the engine's
   order: pulumi's ``ScheduleDeletes`` (pkg/resource/deploy/step_generator.go) peels the
@@ -60,6 +64,10 @@ from tools.rehearsal.image import USER
 
 STACK = "rehearsal"
 COMMAND_TYPE = "command:remote:Command"
+COPY_TYPE = "command:remote:CopyToRemote"
+#: What a step record names a copy's run with (the executor copies when given it).
+COPY_COMMAND = "sftp-copy"
+REMOTE_TYPES = (COMMAND_TYPE, COPY_TYPE)
 
 
 def stack_config(
@@ -126,8 +134,18 @@ def operation(old: Recorded | None, inputs: Mapping[str, Any]) -> str:
     return SAME if before == after else UPDATE
 
 
-def command_for(op: str, inputs: Mapping[str, Any]) -> str | None:
-    """The command pulumi-command runs for ``op`` (None: nothing runs)."""
+def command_for(op: str, inputs: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> str | None:
+    """The command pulumi-command runs for ``op`` (None: nothing runs); for a copy (it has a
+    ``remotePath``), COPY_COMMAND when it copies."""
+    if "remotePath" in inputs:
+        if op in (CREATE, REPLACE):
+            return COPY_COMMAND
+        if op == UPDATE and old is not None and (
+            (old.get("source") or {}).get("hash") != (inputs.get("source") or {}).get("hash")
+            or old.get("remotePath") != inputs.get("remotePath")
+        ):
+            return COPY_COMMAND
+        return None
     if op in (CREATE, REPLACE):
         return inputs.get("create") or None
     if op == UPDATE:
@@ -232,7 +250,7 @@ class LiveMocks(ClusterMocks):
         self.lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        if args.typ != COMMAND_TYPE or (self.only and not self.only(args.name)):
+        if args.typ not in REMOTE_TYPES or (self.only and not self.only(args.name)):
             return super().new_resource(args)
         old = self.state.get(args.name)
         op = operation(old, args.inputs)
@@ -244,7 +262,7 @@ class LiveMocks(ClusterMocks):
             with self.lock:
                 self.replaced[args.name] = old
         state = dict(args.inputs)
-        command = command_for(op, args.inputs)
+        command = command_for(op, args.inputs, old.inputs if old is not None else None)
         if command is None:
             # pulumi-command records the resource (with the previous outputs on an update).
             previous = old.outputs if old is not None and op == UPDATE else {}
@@ -295,12 +313,16 @@ class LiveMocks(ClusterMocks):
 
 def execute_over_ssh(name: str, command: str, inputs: Mapping[str, Any]) -> remote.Result:
     """What pulumi-command does with a command of a resource: over its ``connection``, with
-    its ``stdin``."""
+    its ``stdin``; a copy's (COPY_COMMAND): its ``source`` directory to its ``remotePath``."""
+    if command == COPY_COMMAND:
+        return remote.copy(inputs["connection"], Path(str(inputs["source"]["path"])), str(inputs["remotePath"]))
     return remote.run(inputs["connection"], command, str(inputs.get("stdin") or ""))
 
 
 def scripts_at_revision(revision: str, directory: Path) -> Path:
-    """The node scripts as git has them at ``revision`` (``git show``), written into ``directory``."""
+    """The node scripts as git has them at ``revision`` (``git show``), written into
+    ``directory``/scripts (the name a node's copy of them has), which is returned."""
+    directory = directory / "scripts"
     directory.mkdir(parents=True, exist_ok=True)
     root = Path(PROGRAM).parent
     names = subprocess.run(["git", "-C", str(root), "ls-tree", "--name-only", f"{revision}:components/bootstrap/scripts"],
@@ -422,7 +444,7 @@ def _run_live_at(
     registered = {
         r.name: Recorded(r.name, r.urn, dict(r.inputs), dict(r.outputs),
                          tuple(r.dependencies) + tuple(u for urns in r.property_dependencies.values() for u in urns))
-        for r in monitor.registered if r.type == COMMAND_TYPE
+        for r in monitor.registered if r.type in REMOTE_TYPES
     }
     live.state = {**(state or {}), **registered}
     if live.error is None and state is not None and only is None:

@@ -1,16 +1,22 @@
-"""Run a step on a VM the way pulumi-command's ``remote.Command`` does.
+"""Run a step on a VM the way pulumi-command's ``remote.Command`` does, and copy files to it the
+way its ``remote.CopyToRemote`` does.
 
 pulumi-command opens an SSH session to ``connection.host`` (through ``connection.proxy`` when set:
 a jump host), runs the ``create`` command (``sudo bash -s`` for every step of this program) with
 the ``stdin`` input written to it and no terminal, and keeps stdout, stderr and the exit status.
 Here OpenSSH does the same: ``ssh -J proxy host 'sudo bash -s' < bundle``, with the private key
-the connection carries.
+the connection carries. A copy is an SFTP session over the same connection (``sftp -J``): a
+local directory ``D`` goes to ``<remote path>/<basename of D>``, relative paths under the SSH
+user's home, directories made as needed, files overwritten, new ones created 0644
+(provider/pkg/provider/remote/copyController.go of pulumi-command 1.2.1, with pkg/sftp's Create).
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -108,6 +114,46 @@ def destination(connection: Mapping[str, Any]) -> tuple[list[str], str]:
     target = f"{connection.get('user') or 'root'}@{connection['host']}"
     readable = f"{target}:{int(connection.get('port') or 22)}" + (f" via {jump}" if jump else "")
     return [*base, target], readable
+
+
+def copy(connection: Mapping[str, Any], source: Path, remote_path: str, timeout: float = 600) -> Result:
+    """Copy the local directory ``source`` to ``<remote_path>/<source's name>`` over SFTP through
+    ``connection`` (its jump host included), as pulumi-command's CopyToRemote does."""
+    ssh, readable = destination(connection)
+    config = ssh[ssh.index("-F") + 1]
+    proxy = ssh[ssh.index("-J") + 1] if "-J" in ssh else None
+    port = ssh[ssh.index("-p") + 1]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="kc-copy-") as tmp:
+        # What is sent: the files with the mode pkg/sftp's Create gives a new remote file (0644;
+        # OpenSSH's sftp sends the local mode, which an existing remote file does not take).
+        staged = Path(tmp) / source.name
+        shutil.copytree(source, staged)
+        for path in staged.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        top = f"{remote_path.rstrip('/')}/{source.name}"
+        lines = [f"-mkdir {part}" for part in _parents(remote_path)] + [f"-mkdir {top}"]
+        for path in sorted(staged.rglob("*")):
+            relative = path.relative_to(staged).as_posix()
+            lines.append(f"-mkdir {top}/{relative}" if path.is_dir() else f"put {path} {top}/{relative}")
+        batch = Path(tmp) / "batch"
+        batch.write_text("\n".join(lines) + "\n")
+        command = ["sftp", "-F", config, "-P", port, "-b", str(batch), *(["-J", proxy] if proxy else []), ssh[-1]]
+        try:
+            completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+            # A copy has no stdout output (CopyToRemote's outputs are its inputs): sftp's echo of
+            # the batch goes with its messages.
+            code, out, err = completed.returncode, "", completed.stdout + completed.stderr
+        except subprocess.TimeoutExpired:
+            code, out, err = 124, "", f"(the copy timed out after {timeout:.0f}s)"
+    return Result(readable, f"sftp {source} -> {top}", code, out, err, round(time.monotonic() - started, 1))
+
+
+def _parents(remote_path: str) -> list[str]:
+    """``a``, ``a/b`` ... of a relative remote path (pulumi-command makes them: MkdirAll)."""
+    parts = [part for part in remote_path.strip("/").split("/") if part]
+    prefix = "/" if remote_path.startswith("/") else ""
+    return [prefix + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def run(connection: Mapping[str, Any], command: str, stdin: str = "", timeout: float = 1800) -> Result:

@@ -8,8 +8,11 @@
 # changed, so a second run changes nothing.
 #
 # Inputs: MAINTENANCE_FILES (one "MODE PATH" line per file, PATH absolute, under
-#         /usr/local/lib/kubeadm-cluster/, /etc/kubeadm-cluster/ or /etc/systemd/system/kubeadm-cluster-);
-#         MAINTENANCE_FILE_<n> (the content of the n-th file of that list, from 1);
+#         /usr/local/lib/kubeadm-cluster/, /etc/kubeadm-cluster/ or /etc/systemd/system/kubeadm-cluster-;
+#         "MODE PATH node-script": PATH, under /usr/local/lib/kubeadm-cluster/, becomes a link to
+#         the node's copy of that script in KC_SCRIPTS_DIR (set by the bundle), which gets MODE:
+#         each release's copy updates what the timers run, with no run of this step);
+#         MAINTENANCE_FILE_<n> (the content of the n-th file of that list, from 1; none for a link);
 #         SNAPSHOT_SCHEDULE (the snapshot timer's OnCalendar=, checked with `systemd-analyze calendar`);
 #         MAINTENANCE_TIMERS (the timer units to enable, space-separated).
 # Stdout: nothing.
@@ -29,13 +32,30 @@ KC_STEP="install-maintenance"
 #: The drop-in that sets the snapshot timer's schedule.
 KC_SCHEDULE_DROPIN=/etc/systemd/system/kubeadm-cluster-etcd-snapshot.timer.d/schedule.conf
 
+# kc_link_node_script PATH MODE : PATH becomes a link to the node's copy of the script of the same
+# name (KC_SCRIPTS_DIR), which gets MODE (the copy writes 0644 files; a later copy over an existing
+# file keeps its mode). Succeeds when the link changed.
+kc_link_node_script() {
+  local path=$1 mode=$2 target
+  [[ ${KC_SCRIPTS_DIR:-} == /* ]] || kc_die "KC_SCRIPTS_DIR must be the absolute path of the node's scripts, not '${KC_SCRIPTS_DIR:-}'"
+  target=$KC_SCRIPTS_DIR/$(basename "$path")
+  [[ -f $target ]] || kc_die "no $target to link $path to (the node's copy of the scripts)"
+  chmod "$mode" "$target" || kc_die "cannot chmod $target"
+  mkdir -p "$(dirname "$path")" || kc_die "cannot create directory $(dirname "$path")"
+  if [[ -L $path && $(readlink "$path") == "$target" ]]; then
+    return 1
+  fi
+  ln -sfn "$target" "$path" || kc_die "cannot link $path to $target"
+  kc_log "linked $path to $target"
+}
+
 kc_maintenance_main() {
   if command -v systemd-analyze >/dev/null 2>&1; then
     systemd-analyze calendar "$SNAPSHOT_SCHEDULE" </dev/null >/dev/null 2>&1 ||
       kc_die "SNAPSHOT_SCHEDULE '$SNAPSHOT_SCHEDULE' is not a calendar expression systemd accepts (systemd-analyze calendar)"
   fi
-  local mode path index=0 var units_changed=0 written=0
-  while read -r mode path; do
+  local mode path kind index=0 var units_changed=0 written=0
+  while read -r mode path kind; do
     [[ -n $mode ]] || continue
     index=$((index + 1))
     [[ $mode =~ ^0[0-7]{3}$ ]] || kc_die "MAINTENANCE_FILES line $index: mode '$mode' is not like 0644"
@@ -44,6 +64,15 @@ kc_maintenance_main() {
       *) kc_die "MAINTENANCE_FILES line $index: '$path' is not a path this step installs" ;;
     esac
     [[ $path != *..* ]] || kc_die "MAINTENANCE_FILES line $index: '$path' has '..'"
+    if [[ $kind == node-script ]]; then
+      [[ $path == /usr/local/lib/kubeadm-cluster/?* ]] ||
+        kc_die "MAINTENANCE_FILES line $index: only /usr/local/lib/kubeadm-cluster/ holds links to node scripts"
+      if kc_link_node_script "$KC_ROOT$path" "$mode"; then
+        written=$((written + 1))
+      fi
+      continue
+    fi
+    [[ -z $kind ]] || kc_die "MAINTENANCE_FILES line $index: unknown kind '$kind'"
     var=MAINTENANCE_FILE_$index
     [[ -n ${!var+x} ]] || kc_die "$var is required (the content of $path)"
     kc_write_file "$KC_ROOT$path" "$mode" < <(printf '%s' "${!var}")
