@@ -91,3 +91,15 @@ def test_a_leaving_nodes_delete_finds_its_scripts_in_the_first_control_planes_co
     result = node.run([], bundle=shlex.split(delete)[-1])
     assert result.rc == 0, _explain(result)
     assert "[kubeadm-cluster remove-node]" in result.stderr and "no admin kubeconfig at" in result.stderr, _explain(result)
+
+
+def test_the_first_control_planes_resize_drain_skips_on_a_node_without_the_copy_yet(node: Sandbox) -> None:  # noqa: F811
+    """The one step that runs before its node's copy can exist (the first control plane's resize
+    drain: before its VM changes) runs on the first `up` of a stack made before the copies (its
+    stdin changed): with no copy yet it does nothing and says so, instead of failing the `up`. Any
+    other step without its copy fails."""
+    shutil.rmtree(node.base / "kubeadm-cluster")
+    first = node.run([], bundle=_stdin("dev-cp-0-resize-drain"))
+    assert first.rc == 0 and "has not run yet): nothing done" in first.stderr and first.calls == [], _explain(first)
+    other = node.run([], bundle=_stdin("dev-cp-1-resize-drain"))
+    assert other.rc != 0 and "-scripts copy has not run)" in other.stderr, _explain(other)

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pulumi
 from pulumi_command import remote
@@ -96,9 +97,11 @@ def scripts_hash(names: Sequence[str]) -> str:
     return "sha256:" + hashlib.sha256(markers.encode()).hexdigest()
 
 
-def render_bundle(steps: str | Sequence[str], env: Mapping[str, str]) -> str:
+def render_bundle(steps: str | Sequence[str], env: Mapping[str, str], *, skip_without_copy: bool = False) -> str:
     """The bash program a node runs for ``steps`` (file names in ``scripts/``) with ``env``: it
-    sources ``lib.sh`` and each step script from the node's copy (``copy_scripts``)."""
+    sources ``lib.sh`` and each step script from the node's copy (``copy_scripts``). Without that
+    copy it fails, or with ``skip_without_copy`` ends at once with a warning (a step that may run
+    before its node's copy exists: see components/machines/gcp.py)."""
     names = [steps] if isinstance(steps, str) else list(steps)
     missing = [name for name in names if not (SCRIPTS_DIR / name).is_file()]
     if missing:
@@ -107,7 +110,11 @@ def render_bundle(steps: str | Sequence[str], env: Mapping[str, str]) -> str:
     where = f"KC_SCRIPTS_DIR=${{KC_SCRIPTS_DIR:-$PWD/{NODE_SCRIPTS_DIR}}}"
     check = (
         '[[ -f $KC_SCRIPTS_DIR/lib.sh ]] || { echo "kubeadm-cluster: no node scripts in $KC_SCRIPTS_DIR'
-        ' (the node\'s -scripts copy has not run)" >&2; exit 1; }'
+        + (
+            ' (the node\'s -scripts copy has not run yet): nothing done" >&2; exit 0; }'
+            if skip_without_copy
+            else ' (the node\'s -scripts copy has not run)" >&2; exit 1; }'
+        )
     )
     sources = [f'. "$KC_SCRIPTS_DIR/{name}"' for name in ["lib.sh", *names]]
     return "\n".join(
@@ -126,15 +133,23 @@ def render_standalone_bundle(steps: str | Sequence[str], env: Mapping[str, str])
 
 
 def bundle(
-    step: str | Sequence[str], env: Mapping[str, pulumi.Input[str]], *, standalone: bool = False
+    step: str | Sequence[str],
+    env: Mapping[str, pulumi.Input[str]],
+    *,
+    standalone: bool = False,
+    skip_without_copy: bool = False,
 ) -> pulumi.Output[str]:
     """``render_bundle`` (``standalone``: ``render_standalone_bundle``) for inputs that may be
     Outputs (secrets stay secret)."""
     names = list(env)
-    render = render_standalone_bundle if standalone else render_bundle
-    return pulumi.Output.all(*[env[name] for name in names]).apply(
-        lambda values: render(step, dict(zip(names, (str(v) for v in values))))
-    )
+
+    def render(values: list[Any]) -> str:
+        exported = dict(zip(names, (str(v) for v in values)))
+        if standalone:
+            return render_standalone_bundle(step, exported)
+        return render_bundle(step, exported, skip_without_copy=skip_without_copy)
+
+    return pulumi.Output.all(*[env[name] for name in names]).apply(render)
 
 
 def copy_scripts(

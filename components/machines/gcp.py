@@ -443,12 +443,19 @@ class GcpMachines(pulumi.ComponentResource):
             stdin, which carries the scripts' text, is then no reason to run again (ignored: a
             release runs at most a node's copy and prep), only its ``triggers`` are."""
             waits = [first_scripts] if first_scripts is not None and not standalone else []
+            # Before the first control plane's copy exists (its own resize drain): a node with no
+            # copy yet (the first `up` of a stack made before the copies) skips the step instead
+            # of failing the `up`: nothing to drain for then, unless its machine type changes in
+            # that same `up` (README: change machine types in an `up` of their own).
+            early = first_scripts is None and not standalone
             return remote.Command(
                 resource_name,
                 connection=on_first,
                 create=None if on_change_only else RUN_BUNDLE,
                 update=RUN_BUNDLE if on_change_only else None,
-                stdin=bundle(script, {**env, "KC_STEP_TIMEOUT": step_timeout(script)}, standalone=standalone),
+                stdin=bundle(
+                    script, {**env, "KC_STEP_TIMEOUT": step_timeout(script)}, standalone=standalone, skip_without_copy=early
+                ),
                 triggers=triggers,
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(
