@@ -1,10 +1,12 @@
 """Stage 3: bootstrap. Node prep, ``kubeadm init``, joins, upgrades and leaving the cluster.
 
 Every step is a ``pulumi_command.remote.Command`` running one of the scripts in
-``scripts/`` (see ``components.bootstrap.scripts``). The dependency graph is what makes
-``pulumi up`` fast and safe:
+``scripts/`` from the node's copy of them (one ``CopyToRemote`` per node, again only when a
+script changed or the machine is new; see ``components.bootstrap.scripts``): a release changes
+no step's inputs, so it runs each node's copy and, when its scripts changed, its prep, nothing
+else. The dependency graph is what makes ``pulumi up`` fast and safe:
 
-    node prepare (every node, in parallel, as soon as its machine exists)
+    copy of the scripts, then node prepare (every node, in parallel, as soon as its machine exists)
     first control plane: prepare -> init -> kubeconfig / join-command
     other control planes (HA), one at a time: token + fresh cert upload -> join -> next one
     each worker:         init -> its own token (on the control plane) -> join (on the worker,
@@ -15,6 +17,9 @@ Day two, driven by config changes alone:
 * a node leaving the stack is drained and deleted (a control plane: its etcd member removed,
   or refused when etcd would lose quorum) by a ``membership`` step on the first control plane,
   before its machine goes;
+* ``upgrade.drainTimeout`` is read by each drain when it runs, from a kube-system ConfigMap
+  (SETTINGS_CONFIGMAP), and ``upgrade.workerBatchSize`` only orders the worker upgrades: changing
+  either runs nothing on the nodes;
 * a ``kubernetesVersion`` change runs the kubeadm upgrade: a version check on the first control
   plane (no minor skipped, no downgrade), node prep switches the package repository, then
   ``kubeadm upgrade apply`` on the first control plane, ``kubeadm upgrade node`` on the other
@@ -36,8 +41,9 @@ plane before another one leaves) and certificate renewal; the admin kubeconfig i
 per refresh window, so the exported one follows the renewed certificate.
 
 The upgrade steps have no create command (they run only when their inputs change), so they
-cost nothing when a cluster is created and the longest chain of a new cluster stays four
-remote steps with one control plane, whatever the number of workers.
+cost nothing when a cluster is created and the longest chain of a new cluster stays five
+remote steps with one control plane (copy, prepare, init, token, join), whatever the number of
+workers.
 """
 
 from __future__ import annotations
