@@ -33,7 +33,7 @@ from components.bootstrap import RESET_ON_DELETE, TOKEN_REFRESH_MINUTES, WORKER_
 from components.bootstrap.scripts import SCRIPTS_DIR
 from tools.rehearsal import firstboot, remote
 from tools.rehearsal import mirror as mirror_module
-from tools.rehearsal.program import COMMAND_TYPE, COPY_TYPE, DELETE, REPLACE, UPDATE, LiveRun, plan
+from tools.rehearsal.program import COMMAND_TYPE, COPY_COMMAND, COPY_TYPE, DELETE, REPLACE, UPDATE, LiveRun, plan
 from tools.rehearsal.session import Rehearsal
 from tools.rehearsal.vms import VM
 
@@ -191,7 +191,7 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
     for vm in rehearsal.vms:
         node = f"rehearsal-{'cp-0' if vm.index == 0 else f'general-{vm.index - 1}'}"
         copied = live.step(f"{node}-scripts")
-        assert copied.command.startswith("sftp ") and (vm.index == 0 or " via " in copied.target), copied.target
+        assert copied.command == COPY_COMMAND and " via " in copied.target, (copied.command, copied.target)
         assert copied.finished <= live.step(f"{node}-prepare").started, f"{node}: prep started before its copy"
         listing = rehearsal.sh(vm, "cd ~$SUDO_USER/kubeadm-cluster/scripts && sha256sum -- *.sh")
         assert listing.ok, listing.explain()
