@@ -193,7 +193,8 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
         copied = live.step(f"{node}-scripts")
         assert copied.command == COPY_COMMAND and " via " in copied.target, (copied.command, copied.target)
         assert copied.finished <= live.step(f"{node}-prepare").started, f"{node}: prep started before its copy"
-        listing = rehearsal.sh(vm, "cd ~$SUDO_USER/kubeadm-cluster/scripts && sha256sum -- *.sh")
+        # Where a step finds them: relative to the directory its session starts in (sudo keeps it).
+        listing = rehearsal.sh(vm, "cd kubeadm-cluster/scripts && sha256sum -- *.sh")
         assert listing.ok, listing.explain()
         remote_hashes = {name: digest for digest, name in (line.split() for line in listing.stdout.splitlines())}
         assert remote_hashes == local, f"{vm.name}: the copy differs from the checkout's scripts"
