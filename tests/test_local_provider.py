@@ -129,7 +129,8 @@ def test_every_node_step_waits_for_its_vm_and_each_vm_for_the_image_and_network(
 def test_each_node_is_reached_on_its_own_loopback_port_and_the_api_through_the_first(plan: Plan) -> None:
     base = local_machines.ssh_port_base(run_config("lab"), "lab")
     for index, node in enumerate(("lab-cp-0", "lab-general-0", "lab-general-1")):
-        prepare = next(r for r in plan.of_type(REMOTE) if r.name.startswith(f"{node}-") and r.input("connection"))
+        # The node's own prep (its token, drains and removal run on the first control plane).
+        prepare = plan.named(f"{node}-prepare")
         connection = prepare.input("connection")
         assert (connection["host"], int(connection["port"]), connection["user"]) == ("127.0.0.1", base + index, "kubeadm")
         argv = shlex.split(plan.named(f"{node}-vm").input("create"))
