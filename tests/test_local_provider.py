@@ -6,7 +6,10 @@ Under the mock engine: the resources, their parents and dependencies (every node
 its VM), the secrets (the stack's key), the delete commands, the replacement triggers, and the
 refusals before any resource. Then the accelerator probe against a fake /sys and /dev, the CLI's
 argument handling, and (``KC_LOCAL_VMS=1``, under ``flock /tmp/kc-vm.lock``) the very commands the
-program registers, run for real on this machine: image, switch, three VMs, SSH, delete.
+program registers, run for real on this machine: image, switch, three VMs, SSH, delete; and the
+whole local stack for real as far as the rehearsal goes (``-k live_local_stack``): its own steps
+boot its VMs, its node steps run on them through the rehearsal's mirror (kubeadm's stand-in),
+both workers join, the kubeconfig output answers from this machine, and its destroy leaves nothing.
 
 Facts used, and where they come from:
 
@@ -758,3 +761,177 @@ def test_a_replaced_vm_is_prepared_and_joined_again_and_its_old_node_removed(pla
             )
     for name in ("lab-cp-0-prepare", "lab-cp-0-init"):
         assert plan.named(name).input("triggers") == bigger.named(name).input("triggers"), f"{name} would re-run"
+
+
+# --- the local stack for real, through the rehearsal's mirror (issue 15's last item) -----------
+def test_the_local_stacks_caches_and_the_rehearsals_do_not_overlap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local stack's base images and VM directories never land in the VM rehearsal's cache
+    (shared, reused by CI), nor its images in theirs: other roots, and other image names for one
+    suite (the rehearsal's keyed image, the local stacks' cloud image)."""
+    from tools.rehearsal import cache_dir as rehearsal_cache
+    from tools.rehearsal import localstack
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KC_LOCAL_CACHE", raising=False)
+    monkeypatch.delenv("KC_REHEARSAL_CACHE", raising=False)
+    rehearsal = rehearsal_cache()
+    assert rehearsal == tmp_path / ".cache" / "kubeadm-cluster" / "rehearsal"
+    local_paths = [local_machines.images_dir(), local_machines.state_dir(run_config("local"), "local"),
+                   local_machines.state_dir(run_config(localstack.STACK), localstack.STACK)]
+    for path in local_paths:
+        assert not path.is_relative_to(rehearsal) and not rehearsal.is_relative_to(path), (path, rehearsal)
+    keyed = image.image_directory(rehearsal / "images", "trixie", "ssh-ed25519 AAAAC3NzaTEST")
+    cloud = image.image_directory(local_machines.images_dir(), "trixie", None)
+    assert keyed.name != cloud.name and keyed.parent != cloud.parent
+    # The live run's VMs live where the test says, and its ports are not a user's `local` stack's.
+    config = localstack.stack_config({}, tmp_path / "state")
+    assert config["kubeadm-cluster:local"] == {"image": "debian-13", "accelerator": "auto",
+                                               "stateDir": str(tmp_path / "state")}
+    assert local_machines.ssh_port_base(run_config("x"), localstack.STACK) != local_machines.ssh_port_base(
+        run_config("x"), "local")
+
+
+def test_the_stack_of_the_live_run_is_the_committed_one_with_the_mirrors_only() -> None:
+    """What the live run registers is Pulumi.local.yaml's stack: the same keys and values, plus
+    the rehearsal mirror's ``mirrors`` and its own ``local.stateDir`` (accepted by the config
+    contract: the program registers the stack without an error)."""
+    from tools.rehearsal import localstack, mirror
+
+    committed = mock_engine.config_from_stack_file(mock_engine.stack_file("local"))
+    mirrors = {"kubernetesPackages": "http://10.0.2.2:8/kubernetes/core:/stable:/{minor}/deb/",
+               "containerdReleases": "http://10.0.2.2:8/containerd", "runcReleases": "http://10.0.2.2:8/runc",
+               "registries": {mirror.REGISTRY: ["http://10.0.2.2:8"]}}
+    config = localstack.stack_config(mirrors, Path("/tmp/kc-live-state"))
+    changed = {key for key in config if config[key] != committed.get(key)}
+    assert changed == {"kubeadm-cluster:mirrors", "kubeadm-cluster:local"}, changed
+    assert {k: v for k, v in config["kubeadm-cluster:local"].items() if k != "stateDir"} == \
+        committed["kubeadm-cluster:local"]
+    plan = run_program(config, stack=localstack.STACK)
+    assert plan.error is None, plan.error
+    prepare = str(plan.named(f"{localstack.STACK}-cp-0-prepare").input("stdin"))
+    assert "http://10.0.2.2:8/containerd" in prepare and "http://10.0.2.2:8/kubernetes/core:/stable:/" in prepare
+
+
+LIVE = ("HOME=/root KC_LOCAL_VMS=1 flock /tmp/kc-vm.lock venv/bin/python -m pytest tests/test_local_provider.py -q "
+        "-k live_local_stack -p no:cacheprovider")
+
+
+def _cache_files(root: Path) -> dict[str, tuple[int, float]]:
+    """Every file of the rehearsal's cache with its size and mtime (gnupg/: the mirror's signing
+    home, which any mirror build writes; runs/ and timings.json: the rehearsal's own runs)."""
+    skip = ("gnupg/", "runs/", "timings.json")
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*")
+            if p.is_file() and not str(p.relative_to(root)).startswith(skip)}
+
+
+def _qemu_of(state: Path) -> list[int]:
+    """The pids of QEMU (and vde_switch) processes whose command line names ``state``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(state) in cmdline and ("qemu" in cmdline or "vde_switch" in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.skipif(not REAL, reason=f"boots the local stack's 3 VMs with its own steps and runs its node steps through "
+                                     f"the rehearsal mirror, then destroys it (about 10 min, root): {LIVE}")
+def test_live_local_stack_up_through_the_mirror_joins_both_workers_and_destroy_leaves_nothing(tmp_path: Path) -> None:
+    """``provider: local`` as far as the rehearsal goes: the committed local stack with the
+    rehearsal mirror's ``mirrors`` under the live engine. Its command.local steps build (or reuse)
+    the image, start the switch and boot the VMs; its remote steps prepare the nodes, run kubeadm
+    init (the stand-in), mint the tokens and join both workers; the kubeconfig output works from
+    this machine (real kubectl through the forwarded 127.0.0.1:6443); a second ``up`` runs nothing;
+    ``destroy`` leaves no QEMU process, no disk, no switch. The rehearsal's cache is only read."""
+    from tools import debian_packages
+    from tools.rehearsal import cache_dir as rehearsal_cache
+    from tools.rehearsal import localstack
+    from tools.rehearsal.session import missing_requirements
+
+    missing = missing_requirements()
+    assert not missing, f"needs {missing}"
+    shared = rehearsal_cache()
+    before = _cache_files(shared)
+    state = tmp_path / "state"
+    stack_name = localstack.STACK
+    nodes = ("cp-0", "general-0", "general-1")
+    pids: dict[str, int | None] = {}
+    timings: dict[str, float] = {}
+    with localstack.LocalStack(state) as stack:
+        try:
+            created = stack.up("up: image, switch, VMs, then the node steps")
+            print(created.explain())
+            assert created.error is None, created.explain()
+            for step in created.steps:
+                timings[f"  {step.name.removeprefix(stack_name + '-')}"] = step.seconds
+            assert {s.name for s in created.steps if s.target == "localhost"} == {
+                f"{stack_name}-image", f"{stack_name}-network", *(f"{stack_name}-{n}-vm" for n in nodes)}
+            pids = {n: vm.read_pid(state / "vms" / f"{stack_name}-{n}" / f"{stack_name}-{n}.pid") for n in nodes}
+            assert all(pid is not None and vm.pid_alive(pid) for pid in pids.values()), pids
+
+            # kubeadm init ran (the stand-in) on the control plane, kubeadm join on each worker.
+            for node in nodes:
+                calls = stack.sh(node, "cat /var/log/kc-standin/kubeadm.jsonl; echo; hostname")
+                assert calls.ok, calls.explain()
+                *lines, hostname = calls.stdout.strip().splitlines()
+                events = [json.loads(line).get("event") for line in lines if line.strip()]
+                assert hostname == f"{stack_name}-{node}", hostname
+                assert ("init" in events) == (node == "cp-0") and ("join" in events) == (node != "cp-0"), (node, events)
+                kubelet = stack.sh(node, "test -s /etc/kubernetes/kubelet.conf && grep -h server: /etc/kubernetes/kubelet.conf")
+                # Every kubelet talks to the control plane on the private link (its first address).
+                assert kubelet.ok and "server: https://10.240.0.10:6443" in kubelet.stdout, kubelet.explain()
+
+            # The admin kubeconfig output parses and reaches the cluster from this machine.
+            assert created.plan is not None
+            admin = created.plan.outputs["kubeconfig"]
+            assert "kubeconfig" in created.plan.secret_outputs
+            document = yaml_load(admin)
+            cluster = document["clusters"][0]["cluster"]
+            assert cluster["server"] == "https://127.0.0.1:6443", cluster["server"]
+            ca = stack.sh("cp-0", "cat /etc/kubernetes/pki/ca.crt")
+            assert ca.ok and base64_decode(cluster["certificate-authority-data"]) == ca.stdout, "not the cluster's CA"
+            kubeconfig = tmp_path / "kubeconfig.yaml"
+            kubeconfig.write_text(admin)
+            kubeconfig.chmod(0o600)
+            root = debian_packages.cached_package("kubectl")
+            assert root is not None, "the mirror build fetches Debian's kubectl"
+            started = time.monotonic()
+            listed = subprocess.run([str(root / "usr/bin/kubectl"), "--kubeconfig", str(kubeconfig), "--cache-dir",
+                                     str(tmp_path / "kube-cache"), "get", "nodes", "-o", "name"], capture_output=True, text=True, timeout=120)
+            timings["kubectl get nodes from this machine"] = round(time.monotonic() - started, 1)
+            assert listed.returncode == 0, listed.stderr
+            assert sorted(listed.stdout.split()) == [f"node/{stack_name}-{n}" for n in nodes], listed.stdout
+
+            again = stack.up("second up (nothing may change)")
+            assert again.error is None and again.steps == [], f"a second up ran steps:\n{again.explain()}"
+        finally:
+            destroyed = stack.destroy("destroy")
+            print(destroyed.explain())
+    timings.update(stack.timings)
+    print("\nlocal stack through the mirror:", json.dumps(timings, indent=1))
+    assert destroyed.error is None and destroyed.state == {}, destroyed.explain()
+    assert {s.name for s in destroyed.steps} >= {f"{stack_name}-{n}-vm" for n in nodes} | {f"{stack_name}-network"}
+    alive = [pid for pid in pids.values() if pid is not None and vm.pid_alive(pid)] + _qemu_of(state)
+    assert not alive, f"destroy left QEMU or the switch running: {alive}"
+    assert not state.exists(), f"destroy left {sorted(str(p) for p in state.rglob('*'))}"
+    assert not vm.port_taken(local_machines.API_SERVER_PORT), "127.0.0.1:6443 is still forwarded"
+    after = _cache_files(shared)
+    changed = sorted(name for name, seen in before.items() if after.get(name) != seen)
+    added = sorted(name for name in after if name not in before and not name.startswith("mirror/"))
+    assert not changed, f"the live local stack changed or removed files of the rehearsal's cache: {changed}"
+    assert not added, f"the live local stack left files in the rehearsal's cache: {added}"
+
+
+def yaml_load(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def base64_decode(text: str) -> str:
+    import base64
+
+    return base64.b64decode(text).decode()

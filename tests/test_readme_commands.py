@@ -96,6 +96,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     (r"(venv/bin/)?python -m tools\.benchmark", RUN, "test_benchmark_runs_as_written, test_benchmark_table_is_what_the_benchmark_prints"),
     (r"venv/bin/python -m tools\.rehearsal up --hold", RUN, "test_rehearsal_command_parses"),
     (r"sudo venv/bin/python -m pytest -m rehearsal tests/rehearsal", FILES, "tests/rehearsal pytest.ini"),
+    (r"sudo KC_LOCAL_VMS=1 venv/bin/python -m pytest tests/test_local_provider\.py -k live_local_stack", FILES,
+     "tests/test_local_provider.py pytest.ini"),
+    (r"sudo venv/bin/python -m tools\.rehearsal local( --hold)?", RUN, "test_the_local_rehearsal_command_parses"),
 ]
 
 COMMAND_WORDS = {"python", "python3", "venv/bin/python", "venv/bin/pip", "sudo", "pulumi", "bash", "kubectl",
@@ -290,6 +293,23 @@ def test_rehearsal_command_parses() -> None:
     assert result.returncode == 0 and "--hold" in result.stdout, f"{result.stdout}\n{result.stderr}"
     markers = (ROOT / "pytest.ini").read_text()
     assert re.search(r"^\s+rehearsal:", markers, re.M), "the rehearsal marker is not registered in pytest.ini"
+
+
+def test_the_local_rehearsal_command_parses() -> None:
+    """`sudo venv/bin/python -m tools.rehearsal local --hold` (needs root and QEMU): its options exist."""
+    result = subprocess.run([str(VENV_PYTHON), "-m", "tools.rehearsal", "local", "--hold", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--hold" in result.stdout, f"{result.stdout}\n{result.stderr}"
+
+
+def test_the_live_local_stack_test_is_selected_as_written() -> None:
+    """`-k live_local_stack` selects exactly the live local-stack test (not the other VM test)."""
+    result = subprocess.run([str(VENV_PYTHON), "-m", "pytest", "--collect-only", "-p", "no:cacheprovider",
+                             "tests/test_local_provider.py", "-k", "live_local_stack"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    selected = [line for line in result.stdout.splitlines() if "::" in line]
+    assert selected == ["tests/test_local_provider.py::test_live_local_stack_up_through_the_mirror_joins_both_workers_"
+                        "and_destroy_leaves_nothing"], result.stdout
 
 
 @pytest.mark.parametrize("readme", READMES)

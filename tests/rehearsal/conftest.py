@@ -71,6 +71,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[:] = rest[: scenarios[-1] + 1] + etcd + rest[scenarios[-1] + 1:]
 
 
+#: Each VM scenario's own time (its call, checks included; the VMs' boot is the first one's
+#: set-up), in the order they ran: where the wall time goes beyond the stages.
+SCENARIO_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and CURRENT.get("session") is not None and "test_parts.py" not in report.nodeid:
+        SCENARIO_SECONDS[report.nodeid.rpartition("::")[2]] = report.duration
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     session = CURRENT.get("session")
     if session is not None and session.timings:
@@ -80,5 +90,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         total = sum(seconds for stage, seconds in session.timings.items()
                     if not stage.startswith((" ", "wall time")))
         terminalreporter.write_line(f"{'total of the stages':40} {total:7.1f} s")
+        terminalreporter.write_line("each scenario, its checks included:")
+        for name, seconds in SCENARIO_SECONDS.items():
+            terminalreporter.write_line(f"  {name[:78]:78} {seconds:7.1f} s")
     elif SKIPPED:
         terminalreporter.write_line(f"rehearsal skipped: {SKIPPED[0]}")

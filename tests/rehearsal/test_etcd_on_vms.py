@@ -138,6 +138,9 @@ def test_the_snapshot_timers_service_saves_the_real_etcd_and_keeps_the_newest(cl
     # pushes the oldest scheduled one out, and only that one.
     old = [f"etcd-{NODE}-2020{month:02d}01T000000Z-scheduled.tar.gz" for month in range(1, keep + 1)]
     other = f"etcd-{NODE}-20200101T000000Z-manual.tar.gz"
+    # The timer is real (OnCalendar=hourly by default): a rehearsal that crossed the hour has a
+    # scheduled backup of the timer's own already (a CI-like run did), which is newer than these.
+    earlier = backup_files(rehearsal, "scheduled")
     on_cp(rehearsal, f"mkdir -p {BACKUPS} && cd {BACKUPS} && touch {' '.join(old)} {other}")
     started = time.monotonic()
     ran = on_cp(rehearsal, "systemctl start kubeadm-cluster-etcd-snapshot.service; "
@@ -149,7 +152,11 @@ def test_the_snapshot_timers_service_saves_the_real_etcd_and_keeps_the_newest(cl
     assert saved, f"the service logged no backup:\n{ran}"
     scheduled = backup_files(rehearsal, "scheduled")
     assert len(scheduled) == keep, f"{len(scheduled)} scheduled backups kept, not {keep}: {scheduled}"
-    assert old[0] not in scheduled and old[1] in scheduled and saved.group(1) in scheduled, scheduled
+    # Exactly the newest `keep` (names sort by time): the oldest one pushed out (two when the
+    # timer had made one of its own), the new one kept.
+    newest = sorted({*earlier, *old, saved.group(1)})[-keep:]
+    assert scheduled == newest and old[0] not in scheduled and saved.group(1) in scheduled, (
+        f"kept {scheduled}, expected the newest {keep}: {newest} (the timer's own before the test: {earlier})")
     assert backup_files(rehearsal, "manual") == [other], "another kind's backups were pruned"
     info = check_backup(rehearsal, saved.group(1))
     assert info["reason"] == "scheduled" and info["etcd_image"] == mirror.ETCD_IMAGE, info

@@ -7,7 +7,10 @@ ones kubeadm computes, and the API stand-in filters by field selector. The live 
 pulumi-command runs (create, update or create again, replace on triggers, delete in pulumi's
 antichains) for the real program, with a fake executor instead of VMs: the upgrade to the next
 patch runs its steps in the program's order, a removed worker is drained from the control plane
-before it is reset, and a failed delete keeps what it depends on.
+before it is reset, and a failed delete keeps what it depends on. A local stack's command.local
+steps (its image, switch and VMs) run as pulumi-command's local provider runs them, before the
+steps on their nodes, with a real key; its destroy deletes the node steps, then the VMs, then
+the switch.
 """
 
 from __future__ import annotations
@@ -275,6 +278,165 @@ def test_a_failed_delete_keeps_itself_and_what_it_depends_on() -> None:
     removed = program.run_live(_config(workers=1), now=MOCK_NOW, execute=FakeNodes(fail={f"{gone}-membership"}), state=created.state)
     assert removed.error is not None and [(s.name, s.op) for s in removed.steps] == [(f"{gone}-membership", "delete")]
     assert {f"{gone}-membership", f"{gone}-join", f"{gone}-prepare"} <= set(removed.state)
+
+
+# --- the live engine on a local stack: its command.local steps (the VMs) run too --------------
+def test_a_local_command_runs_the_way_pulumi_commands_local_provider_runs_it(tmp_path: Path) -> None:
+    # pulumi-command v1.2.1, provider/pkg/provider/local/commandOutputs.go (run): /bin/sh -c unless
+    # `interpreter` is set, in `dir`, the process's environment plus `environment`, the previous
+    # stdout/stderr as PULUMI_COMMAND_STDOUT/_STDERR unless addPreviousOutputInEnv is false,
+    # `stdin` on standard input, one trailing newline cut from stdout and stderr.
+    inputs = {"dir": str(tmp_path), "environment": {"KC_X": "x1"}, "stdin": "from stdin"}
+    script = 'printf "%s|%s|%s|" "$PWD" "$KC_X" "${PULUMI_COMMAND_STDOUT-unset}"; cat; echo; echo err >&2'
+    created = program.execute_locally("step", script, inputs, {})
+    assert created.ok and created.target == "localhost", created.explain()
+    assert created.stdout == f"{tmp_path}|x1|unset|from stdin" and created.stderr == "err", (created.stdout, created.stderr)
+    deleted = program.execute_locally("step", script, inputs, {"stdout": "what create printed", "stderr": ""})
+    assert deleted.stdout.startswith(f"{tmp_path}|x1|what create printed|"), deleted.stdout
+    quiet = program.execute_locally("step", script, {**inputs, "addPreviousOutputInEnv": False}, {"stdout": "old"})
+    assert "|unset|" in quiet.stdout, "addPreviousOutputInEnv: false must keep the previous output out"
+    bash = program.execute_locally("step", 'echo "$BASH_VERSION"', {"interpreter": ["/bin/bash", "-c"]}, {})
+    assert bash.stdout.strip(), "the interpreter input is not used"
+    failed = program.execute_locally("step", "echo no >&2; exit 3", {}, {})
+    assert not failed.ok and failed.returncode == 3 and failed.stderr == "no"
+
+
+def test_a_commands_recorded_output_loses_one_trailing_newline_as_pulumi_commands_does() -> None:
+    # pulumi-command v1.2.1 remote/commandOutputs.go: Stdout: strings.TrimSuffix(stdoutbuf.String(), "\n").
+    # The live engine kept the node's raw stdout as the resource's output.
+    created = program.run_live(_config(), now=MOCK_NOW, execute=FakeNodes())
+    kubeconfig = created.state["rehearsal-cp-0-kubeconfig"]
+    assert FAKE_ADMIN_CONF.endswith("\n") and created.step("rehearsal-cp-0-kubeconfig").result.stdout == FAKE_ADMIN_CONF
+    assert kubeconfig.outputs["stdout"] == FAKE_ADMIN_CONF[:-1], "the recorded stdout keeps its trailing newline"
+
+
+class FakeLocal:
+    """A local executor that answers like the localvm commands (a started VM prints its JSON line)
+    and records what ran, with the previous outputs each command was given."""
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.fail = fail
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, command: str, inputs: Mapping[str, Any], previous: Mapping[str, Any]) -> remote.Result:
+        self.calls.append((name, command, dict(previous)))
+        out = json.dumps({"name": name.removesuffix("-vm"), "pid": 4242}) if " vm-start " in command else "{}"
+        code = 1 if name in self.fail else 0
+        return remote.Result("localhost", command, code, out, "failed" if code else "", 0.0)
+
+
+def _local_config(tmp_path: Path) -> dict[str, Any]:
+    from tools.rehearsal import localstack
+
+    return localstack.stack_config({**MIRRORS, "registries": {mirror.REGISTRY: ["http://10.0.2.2:8"]}}, tmp_path / "state")
+
+
+def _public_half(private_key: str, tmp_path: Path) -> str:
+    key = tmp_path / "stack-key"
+    key.write_text(private_key)
+    key.chmod(0o600)
+    return " ".join(subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True,
+                                   check=True).stdout.split()[:2])
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen (the stack's real key)")
+def test_the_local_stack_boots_its_vms_before_the_node_steps_and_destroy_runs_every_delete_in_order(
+        tmp_path: Path) -> None:
+    """The committed local stack (with the rehearsal mirror's settings) under the live engine: its
+    command.local steps run (image, switch, then each VM), each node's steps only after its VM,
+    with a real key whose public half the VMs let in; a second run runs nothing; ``destroy``
+    deletes the steps on the nodes first, then the VMs (with their recorded output), then the switch."""
+    from tools.rehearsal import localstack
+
+    nodes, local = FakeNodes(), FakeLocal()
+    stack = localstack.STACK
+    created = program.run_live(_local_config(tmp_path), stack=stack, now=MOCK_NOW, execute=nodes, execute_local=local)
+    assert created.error is None, created.explain()
+    assert created.plan is not None
+    vms = [f"{stack}-{n}-vm" for n in ("cp-0", "general-0", "general-1")]
+    local_steps = [s for s in created.steps if s.target == "localhost"]
+    assert {s.name for s in local_steps} == {f"{stack}-image", f"{stack}-network", *vms}, created.explain()
+    assert all(s.op == program.CREATE for s in local_steps)
+    by_name = {s.name: s for s in created.steps}
+    for vm in vms:
+        for first in (f"{stack}-image", f"{stack}-network"):
+            assert by_name[first].finished <= by_name[vm].started, f"{vm} started before {first} was done"
+    # Each node's remote steps (on its forwarded port) start after its VM's step is done.
+    ports = {int(p): f"{n}-vm" for n, p in created.plan.outputs["sshPorts"].items()}
+    remote_steps = [s for s in created.steps if s.target != "localhost"]
+    assert {f"{stack}-cp-0-init", f"{stack}-general-0-join", f"{stack}-general-1-join", f"{stack}-cp-0-kubeconfig"} \
+        <= {s.name for s in remote_steps}, created.explain()
+    for step in remote_steps:
+        port = int(created.state[step.name].inputs["connection"]["port"])
+        assert by_name[ports[port]].finished <= step.started, f"{step.name} ran before {ports[port]} was done"
+    # One real key: the VMs let in its public half, the node steps log in with its private half.
+    private = created.plan.outputs["sshPrivateKey"]
+    assert "sshPrivateKey" in created.plan.secret_outputs and "BEGIN OPENSSH PRIVATE KEY" in private
+    public = _public_half(private, tmp_path)
+    for vm in vms:
+        inputs = created.state[vm].inputs
+        assert f"--authorized-key '{public}'" in inputs["create"], inputs["create"]
+        assert inputs["environment"]["KC_SSH_PRIVATE_KEY"] == private
+    assert all(s.name in created.state and created.state[s.name].inputs["connection"]["privateKey"] == private
+               for s in remote_steps)
+    kubeconfig = yaml.safe_load(created.plan.outputs["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443", kubeconfig
+    assert {r.type for r in created.state.values()} == {program.COMMAND_TYPE, program.COPY_TYPE,
+                                                        program.LOCAL_COMMAND_TYPE, program.KEY_TYPE}
+
+    again = program.run_live(_local_config(tmp_path), stack=stack, now=MOCK_NOW, execute=nodes, execute_local=local,
+                             state=created.state)
+    assert again.error is None and again.steps == [], f"a second run ran steps: {again.explain()}"
+    assert again.state[f"{stack}-ssh-key"].outputs == created.state[f"{stack}-ssh-key"].outputs, "a new key: every VM replaced"
+
+    local.calls.clear()
+    destroyed = program.destroy(again.state, execute=nodes, execute_local=local)
+    assert destroyed.error is None and destroyed.state == {}, destroyed.explain()
+    assert all(s.op == program.DELETE for s in destroyed.steps)
+    order = [s.name for s in destroyed.steps]
+    assert set(order) == {*vms, f"{stack}-network", *(f"{stack}-general-{i}-{s}" for i in range(2)
+                                                      for s in ("membership", "identity"))}, order
+    last_remote = max(i for i, s in enumerate(destroyed.steps) if s.target != "localhost")
+    first_vm = min(order.index(vm) for vm in vms)
+    assert last_remote < first_vm, f"a VM went before the steps that run on the cluster: {order}"
+    assert order[-1] == f"{stack}-network", f"the switch must go last: {order}"
+    for name, command, previous in local.calls:
+        if name in vms:
+            assert " vm-stop " in command and command.endswith("--remove"), command
+            assert json.loads(previous["stdout"])["name"] == name.removesuffix("-vm"), "the delete lost the create's output"
+
+
+def test_a_local_stack_whose_vm_fails_runs_nothing_on_that_node_and_destroys_the_rest(tmp_path: Path) -> None:
+    from tools.rehearsal import localstack
+
+    stack = localstack.STACK
+    failed_vm = f"{stack}-general-1-vm"
+    created = program.run_live(_local_config(tmp_path), stack=stack, now=MOCK_NOW, execute=FakeNodes(),
+                               execute_local=FakeLocal(fail={failed_vm}))
+    assert created.error is not None and [s.name for s in created.failed()] == [failed_vm], created.explain()
+    assert not [s for s in created.steps if s.name.startswith(f"{stack}-general-1-") and s.name != failed_vm], (
+        f"a step ran on the node whose VM failed: {created.explain()}")
+    local = FakeLocal()
+    destroyed = program.destroy(created.state, execute=FakeNodes(), execute_local=local)
+    assert destroyed.error is None and destroyed.state == {}, destroyed.explain()
+    assert {name for name, _, _ in local.calls} == {f"{stack}-cp-0-vm", f"{stack}-general-0-vm", f"{stack}-network"}
+
+
+def test_forgetting_the_stacks_key_file_keeps_the_rehearsals_own_key(cache: Path) -> None:
+    from tools.rehearsal import image, localstack
+
+    test_key = image.ssh_key()
+    before = test_key.read_text()
+    assert localstack.forget_key("") == [] and localstack.forget_key("  \n") == []
+    stack_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nSTACK\n-----END OPENSSH PRIVATE KEY-----\n"
+    connection, _ = remote.destination({"host": "127.0.0.1", "port": 2222, "privateKey": stack_key})
+    written = sorted(p for p in cache.rglob("*") if p.is_file())
+    gone = localstack.forget_key(stack_key)
+    assert gone and all(not p.exists() for p in gone)
+    left = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert test_key in left and test_key.read_text() == before, "the rehearsal's test key was touched"
+    assert set(written) - set(left) == {p for p in gone if p in written}, (written, left)
+    assert not [p for p in left if "STACK" in p.read_text(errors="replace")], "the stack's key is left in the cache"
 
 
 # --- stand-ins and first-boot jobs -------------------------------------------------------------
@@ -660,3 +822,40 @@ def test_the_standin_kubelet_runs_the_etcd_pod_and_replaces_or_stops_it_with_its
     (manifests / "etcd.yaml").unlink()
     sync("unix:///x", "cp", known)
     assert not running and known["etcd"] == {}, "a removed manifest's container still runs"
+
+
+def test_only_the_tests_checks_share_an_ssh_connection_the_programs_steps_never_do() -> None:
+    # The checks on a VM reuse one connection (OpenSSH ControlMaster: a handshake costs 1.3 s under
+    # software emulation); the program's steps open their own, as pulumi-command does, through the
+    # jump host. The control socket's path fits a Unix socket's 108 bytes (%C is 40 hex digits).
+    checks, _ = remote.destination(remote.direct(2222, shared=True))
+    assert "ControlMaster=auto" in checks and f"ControlPersist={remote.MUX_PERSIST}" in checks, checks
+    control = next(option for option in checks if option.startswith("ControlPath="))
+    assert len(control.removeprefix("ControlPath=").replace("%C", "c" * 40).encode()) < 108, control
+    assert os.stat(remote.mux_directory()).st_mode & 0o777 == 0o700
+    step, _ = remote.destination(remote.via(2222, "192.168.77.11"))
+    plain, _ = remote.destination(remote.direct(2222))
+    for command in (step, plain):
+        assert not [option for option in command if option.startswith("Control")], command
+    # A program step's connection as the program registers it carries no such field.
+    connections = [r.input("connection") for r in program.plan(_config()).of_type(program.COMMAND_TYPE)]
+    assert connections and not [c for c in connections if "shared" in c], "a step asked for a shared connection"
+
+
+def test_a_local_vms_replacement_is_refused_by_the_live_engine_not_rehearsed_in_the_wrong_order(tmp_path: Path) -> None:
+    """A local VM is deleteBeforeReplace (its successor takes its name, ports and directory): Pulumi
+    deletes it before the create. The engine runs a replacement's delete after the run, so the new
+    VM's create would meet the old VM; it refuses the run instead, before any command."""
+    from tools.rehearsal import localstack
+
+    stack = localstack.STACK
+    created = program.run_live(_local_config(tmp_path), stack=stack, now=MOCK_NOW, execute=FakeNodes(),
+                               execute_local=FakeLocal())
+    assert created.error is None, created.explain()
+    bigger = _local_config(tmp_path)
+    bigger["kubeadm-cluster:workerPools"] = [{**bigger["kubeadm-cluster:workerPools"][0], "diskSizeGb": 40}]
+    local = FakeLocal()
+    replaced = program.run_live(bigger, stack=stack, now=MOCK_NOW, execute=FakeNodes(), execute_local=local,
+                                state=created.state)
+    assert replaced.error is not None and "deleteBeforeReplace" in replaced.error, replaced.explain()
+    assert local.calls == [], f"commands ran for a replacement the engine cannot order: {local.calls}"

@@ -49,8 +49,11 @@ HELD = ("kubelet", "kubeadm", "kubectl")
 K8S_NEXT = mirror_module.next_patch(K8S)
 #: os-release's VERSION_ID of each suite the VMs boot.
 VERSION_ID = {"bookworm": "12", "trixie": "13"}
-#: Seconds the mirror holds the first-boot jobs' InRelease (their apt-get update, the lists lock).
-SLOW_SECONDS = 45
+#: Seconds the mirror holds the first-boot jobs' InRelease (their apt-get update, the lists lock):
+#: long enough that node prep, started about 10 s after the jobs (measured: it then waited 32-38 s
+#: of 45), still finds the locks held under a loaded host; every second of it is on the create's
+#: critical path (the workers' prep).
+SLOW_SECONDS = 30
 
 #: One script that prints a VM's facts, section by section ("### name" lines).
 FACTS = r"""

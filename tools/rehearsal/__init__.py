@@ -14,7 +14,10 @@ Pieces, each usable alone (``python -m tools.rehearsal --help``):
 * ``remote``  runs a bundle the way pulumi-command does: ``sudo bash -s`` with the bundle on
               stdin, through the first VM as jump host for the others.
 * ``program`` runs the real program for a ``provider: existing`` stack pointed at the VMs and
-              executes each remote step it registers, in the program's own dependency order.
+              executes each remote step it registers, in the program's own dependency order
+              (and each local step: a ``provider: local`` stack's image, switch and VMs).
+* ``localstack`` the committed ``provider: local`` stack for real through the mirror: its own
+              steps boot its VMs, its node steps run on them, then its destroy.
 
 Everything large (root filesystems, images, packages) lives in the cache directory
 (``cache_dir()``), never in the repository.

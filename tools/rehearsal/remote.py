@@ -14,6 +14,7 @@ user's home, directories made as needed, files overwritten, new ones created 064
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -71,12 +72,42 @@ def _config_file(key: Path, connect_timeout: int) -> Path:
     return path
 
 
-def ssh_base(port: int = 22, private_key: str | None = None, connect_timeout: int = 10, proxy: str | None = None) -> list[str]:
-    """``ssh`` with the rehearsal's options (the command and destination still to add)."""
+def mux_directory() -> Path:
+    """Where the shared connections' control sockets live: short (a socket path has at most 108
+    bytes, and OpenSSH's ``%C`` alone is 40), private to this user."""
+    directory = Path(f"/tmp/kc-ssh-mux-{os.getuid()}")
+    directory.mkdir(mode=0o700, exist_ok=True)
+    if directory.stat().st_uid != os.getuid() or directory.stat().st_mode & 0o077:
+        raise RuntimeError(f"{directory} is not this user's private directory: remove it")
+    return directory
+
+
+#: How long an idle shared connection stays open (seconds).
+MUX_PERSIST = 60
+
+
+def ssh_base(port: int = 22, private_key: str | None = None, connect_timeout: int = 10, proxy: str | None = None,
+             shared: bool = False) -> list[str]:
+    """``ssh`` with the rehearsal's options (the command and destination still to add).
+
+    ``shared``: one SSH connection per destination, reused by the next commands (OpenSSH's
+    ControlMaster): the tests' own checks on a VM cost a session, not a handshake (1.3 s each under
+    software emulation, measured). Never for the program's steps: pulumi-command opens a
+    connection of its own for each command, and so must the rehearsal."""
     command = ["ssh", "-F", str(_config_file(_key_file(private_key), connect_timeout)), "-p", str(port)]
+    if shared:
+        command += ["-o", "ControlMaster=auto", "-o", f"ControlPath={mux_directory()}/%C",
+                    "-o", f"ControlPersist={MUX_PERSIST}"]
     if proxy:
         command += ["-J", proxy]
     return command
+
+
+def close_shared(port: int, user: str = USER) -> None:
+    """Close the shared connection to the VM behind ``port`` (before it reboots or stops: a master
+    whose server is gone would hold the next command until its keepalives give up)."""
+    subprocess.run([*ssh_base(port=port, shared=True), "-O", "exit", f"{user}@127.0.0.1"],
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
 
 
 @dataclass
@@ -110,6 +141,7 @@ def destination(connection: Mapping[str, Any]) -> tuple[list[str], str]:
         port=int(connection.get("port") or 22),
         private_key=connection.get("privateKey"),
         proxy=jump,
+        shared=bool(connection.get("shared")),
     )
     target = f"{connection.get('user') or 'root'}@{connection['host']}"
     readable = f"{target}:{int(connection.get('port') or 22)}" + (f" via {jump}" if jump else "")
@@ -171,9 +203,10 @@ def run(connection: Mapping[str, Any], command: str, stdin: str = "", timeout: f
     return Result(readable, command, code, out, err, round(time.monotonic() - started, 1))
 
 
-def direct(port: int, user: str = USER) -> dict[str, Any]:
-    """A connection to a VM's forwarded SSH port on the host's loopback (no jump host)."""
-    return {"host": "127.0.0.1", "port": port, "user": user}
+def direct(port: int, user: str = USER, shared: bool = False) -> dict[str, Any]:
+    """A connection to a VM's forwarded SSH port on the host's loopback (no jump host);
+    ``shared``: over one reused SSH connection (see ssh_base; not a pulumi-command field)."""
+    return {"host": "127.0.0.1", "port": port, "user": user, **({"shared": True} if shared else {})}
 
 
 def via(jump_port: int, host: str, user: str = USER) -> dict[str, Any]:

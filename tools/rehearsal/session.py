@@ -182,8 +182,10 @@ class Rehearsal:
                                     now=self.clock)
 
     def sh(self, vm: vms.VM, script: str, timeout: float = 300) -> remote.Result:
-        """``script`` as root on ``vm`` (directly through its forwarded port)."""
-        return remote.run(remote.direct(vm.ssh_port), "sudo bash -s", "set -euo pipefail\n" + script, timeout=timeout)
+        """``script`` as root on ``vm`` (directly through its forwarded port, over one SSH connection
+        per VM that the tests' checks share)."""
+        return remote.run(remote.direct(vm.ssh_port, shared=True), "sudo bash -s", "set -euo pipefail\n" + script,
+                          timeout=timeout)
 
     def sh_all(self, script: str, timeout: float = 300) -> list[remote.Result]:
         with ThreadPoolExecutor(len(self.vms)) as pool:

@@ -147,8 +147,9 @@ class VMGroup:
 
     def reboot(self, vm: VM, timeout: float = 300) -> None:
         """Reboot ``vm`` from inside (systemd's orderly reboot) and wait for SSH again."""
-        from tools.rehearsal.remote import ssh_base
+        from tools.rehearsal.remote import close_shared, ssh_base
 
+        close_shared(vm.ssh_port)
         subprocess.run(
             [*ssh_base(port=vm.ssh_port, connect_timeout=5), f"{USER}@127.0.0.1", "sudo systemctl reboot"],
             stdin=subprocess.DEVNULL, capture_output=True,
@@ -172,7 +173,10 @@ class VMGroup:
 
     def stop(self, grace: float = 60) -> None:
         """Stop every VM and the switch (the overlays stay until ``remove``)."""
+        from tools.rehearsal.remote import close_shared
+
         for vm in self.vms:
+            close_shared(vm.ssh_port)
             if vm.running():
                 try:
                     self.monitor_command(vm, "system_powerdown")
