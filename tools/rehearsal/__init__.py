@@ -26,6 +26,9 @@ Everything large (root filesystems, images, packages) lives in the cache directo
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: Environment variable that moves the cache (default ~/.cache/kubeadm-cluster/rehearsal).
@@ -38,3 +41,13 @@ def cache_dir() -> Path:
     path = Path(configured) if configured else Path.home() / ".cache" / "kubeadm-cluster" / "rehearsal"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Adds the seconds the ``with`` block takes to ``timings[stage]`` (whatever its outcome)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.monotonic() - started, 1)

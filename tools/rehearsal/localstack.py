@@ -22,9 +22,8 @@ rehearsal's, which ``close`` removes again.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 from tools import mock_engine
 from tools.rehearsal import mirror, program, remote
+from tools.rehearsal import timed as rehearsal_timed
 
 #: The stack's name: its nodes are ``localrehearsal-cp-0``, ... and its SSH ports derive from it
 #: (not ``local``: a user's own local stack of that name may run on this machine).
@@ -65,13 +65,9 @@ class LocalStack:
     #: The stack's SSH private key (from its outputs), once it is up.
     private_key: str = ""
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 1)
+    def timed(self, stage: str) -> AbstractContextManager[None]:
+        """The ``with`` block's seconds, added to ``timings[stage]``."""
+        return rehearsal_timed(self.timings, stage)
 
     def __enter__(self) -> "LocalStack":
         with self.timed("mirror (build or reuse)"):

@@ -13,15 +13,16 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tools.rehearsal import cache_dir, image, mirror, program, remote, vms
+from tools.rehearsal import timed as rehearsal_timed
 
 #: Host commands the rehearsal needs (package in parentheses).
 HOST_TOOLS = {
@@ -86,13 +87,9 @@ class Rehearsal:
     server: mirror.MirrorServer | None = None
     group: vms.VMGroup | None = None
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 1)
+    def timed(self, stage: str) -> AbstractContextManager[None]:
+        """The ``with`` block's seconds, added to ``timings[stage]``."""
+        return rehearsal_timed(self.timings, stage)
 
     # --- set-up ----------------------------------------------------------------------------
     def __post_init__(self) -> None:
