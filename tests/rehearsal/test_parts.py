@@ -859,3 +859,38 @@ def test_a_local_vms_replacement_is_refused_by_the_live_engine_not_rehearsed_in_
                                 state=created.state)
     assert replaced.error is not None and "deleteBeforeReplace" in replaced.error, replaced.explain()
     assert local.calls == [], f"commands ran for a replacement the engine cannot order: {local.calls}"
+
+
+def test_a_vm_whose_kernel_panicked_while_booting_is_booted_once_more_and_a_second_panic_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CI run's VM died 4 s into its boot with "Oops: int3" in sched_clock_cpu: QEMU's
+    # multi-threaded emulation raced the guest's text patching. One cold restart; never more,
+    # and any other boot failure is not retried.
+    from tools.rehearsal import vms as vms_module
+
+    panic = vms_module.VMError("node-1 failed to boot ('Kernel panic' on its console):\nOops: int3")
+    image = vms_module.BaseImage.__new__(vms_module.BaseImage)
+    group = vms_module.VMGroup(image=image, count=1, directory=tmp_path)
+    vm = group.vms[0]
+    for outcomes, expected_restarts, fails in (([panic, None], 1, False), ([panic, panic], 1, True),
+                                               ([vms_module.VMError("node-0 did not answer SSH"), None], 0, True)):
+        calls: list[str] = []
+        left = list(outcomes)
+
+        def wait_ssh(machine: vms_module.VM, timeout: float = 300, kernel_timeout: float = 90) -> None:
+            calls.append("wait")
+            outcome = left.pop(0)
+            if outcome is not None:
+                raise outcome
+
+        monkeypatch.setattr(group, "wait_ssh", wait_ssh)
+        monkeypatch.setattr(group, "stop_vm", lambda machine, grace=60: calls.append("stop"))
+        monkeypatch.setattr(group, "_start_vm", lambda machine: calls.append("start"))
+        group.restarts.clear()
+        if fails:
+            with pytest.raises(vms_module.VMError):
+                group.wait_booted(vm)
+        else:
+            group.wait_booted(vm)
+        assert len(group.restarts) == expected_restarts, (outcomes, calls)
+        assert calls == (["wait", "stop", "start", "wait"] if expected_restarts else ["wait"]), calls
