@@ -15,6 +15,7 @@ import json
 import logging
 import runpy
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -339,13 +340,21 @@ def run_program(
 
     ``now`` is the clock the program reads (the kubeconfig refresh window): :data:`MOCK_NOW` unless
     given, so two runs compared by a test never straddle a window by accident."""
+    with program_clock(now or MOCK_NOW):
+        return _run_program(config, stack=stack, preview=preview, secret_keys=secret_keys)
+
+
+@contextmanager
+def program_clock(now: datetime | None) -> Iterator[None]:
+    """The program reads ``now`` as its clock (``maintenance.utcnow``) inside the block; None:
+    the real clock, untouched."""
     from components.bootstrap import maintenance
 
-    clock = now or MOCK_NOW
     real_clock = maintenance.utcnow
-    maintenance.utcnow = lambda: clock
+    if now is not None:
+        maintenance.utcnow = lambda: now
     try:
-        return _run_program(config, stack=stack, preview=preview, secret_keys=secret_keys)
+        yield
     finally:
         maintenance.utcnow = real_clock
 

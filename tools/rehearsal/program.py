@@ -67,9 +67,17 @@ from pulumi.runtime.settings import SETTINGS, set_root_resource
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from components.bootstrap import maintenance
 from components.bootstrap import scripts as bootstrap_scripts
-from tools.mock_engine import PROGRAM, PROJECT, ClusterMocks, Plan, RecordingMonitor, engine_config, run_program
+from tools.mock_engine import (
+    PROGRAM,
+    PROJECT,
+    ClusterMocks,
+    Plan,
+    RecordingMonitor,
+    engine_config,
+    program_clock,
+    run_program,
+)
 from tools.rehearsal import remote
 from tools.rehearsal.image import USER
 
@@ -483,7 +491,8 @@ def run_live(
     def target() -> None:
         try:
             mocks = LiveMocks(LiveRun(started=time.monotonic()), execute, only, state, execute_local, keys)
-            results.append(_run_live(config, mocks, secret_keys, workers, state, now, stack))
+            with program_clock(now):
+                results.append(_run_live(config, mocks, secret_keys, workers, state, stack))
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 
@@ -497,24 +506,6 @@ def run_live(
 
 
 def _run_live(
-    config: Mapping[str, Any],
-    mocks: LiveMocks,
-    secret_keys: tuple[str, ...],
-    workers: int,
-    state: State | None,
-    now: datetime | None,
-    stack: str,
-) -> LiveRun:
-    real_clock = maintenance.utcnow
-    if now is not None:
-        maintenance.utcnow = lambda: now
-    try:
-        return _run_live_at(config, mocks, secret_keys, workers, state, stack)
-    finally:
-        maintenance.utcnow = real_clock
-
-
-def _run_live_at(
     config: Mapping[str, Any],
     mocks: LiveMocks,
     secret_keys: tuple[str, ...],
