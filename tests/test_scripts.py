@@ -756,6 +756,10 @@ def test_prepare_node_writes_and_prunes_registry_mirrors(node: Sandbox) -> None:
     assert 'server = "https://registry-1.docker.io"' in docker and '[host."https://hub.mirror.example.cn"]' in docker, docker
     quay = node.path("/etc/containerd/certs.d/quay.io/hosts.toml").read_text()
     assert quay.index("q1.example.cn") < quay.index("q2.example.cn"), f"mirror order lost:\n{quay}"
+    for registry in ("docker.io", "quay.io"):
+        mode = node.path(f"/etc/containerd/certs.d/{registry}/hosts.toml").stat().st_mode & 0o777
+        assert mode == 0o600, (f"{registry}'s hosts.toml is {oct(mode)}: a mirror endpoint set with --secret "
+                               "may carry credentials, so only root (containerd) may read it")
     assert 'config_path = "/etc/containerd/certs.d"' in node.path("/etc/containerd/config.toml").read_text()
 
     result = node.run("prepare-node.sh", {**env, "REGISTRY_MIRRORS": "docker.io=https://hub.mirror.example.cn"})

@@ -180,7 +180,8 @@ kc_prepare_base_packages() {
 
 # kc_prepare_registry_mirrors : /etc/containerd/certs.d/<registry>/hosts.toml from
 # REGISTRY_MIRRORS; hosts.toml files written earlier for registries no longer listed are removed.
-# containerd reads these files on each pull: no restart needed.
+# containerd reads these files on each pull: no restart needed. They are root's alone (0600): a
+# mirror endpoint set with `--secret` may carry credentials, and containerd reads them as root.
 kc_prepare_registry_mirrors() {
   local certs=$KC_ROOT/etc/containerd/certs.d line registry endpoints endpoint server content
   local -a keep=() mirrors
@@ -202,7 +203,7 @@ kc_prepare_registry_mirrors() {
       [[ $endpoint =~ ^https?://[^\"\\]+$ ]] || kc_die "REGISTRY_MIRRORS: bad endpoint '$endpoint' for $registry"
       content+=$'\n'"[host.\"$endpoint\"]"$'\n''  capabilities = ["pull", "resolve"]'$'\n'
     done
-    kc_write_file "$certs/$registry/hosts.toml" 0644 <<<"$content"
+    kc_write_file "$certs/$registry/hosts.toml" 0600 <<<"$content"
     keep+=("$registry")
   done <<<"$REGISTRY_MIRRORS"
 
