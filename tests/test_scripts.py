@@ -74,6 +74,16 @@ dest="" url=""
 while (($#)); do
   case $1 in
     -o) dest=$2; shift ;;
+    # A config file (curl -K) as curl reads it: `url = "..."` and `output = "..."` lines whose
+    # quoted values take \\ and \" escapes. What it named is logged (the tests read it there).
+    -K) while IFS= read -r line; do
+          [[ $line =~ ^(url|output)\ =\ \"(.*)\"$ ]] || continue
+          value=${BASH_REMATCH[2]//\\\"/\"}
+          value=${value//\\\\/\\}
+          if [[ ${BASH_REMATCH[1]} == url ]]; then url=$value; else dest=$value; fi
+        done <"$2"
+        printf 'curl -K read url=%s output=%s\n' "$url" "$dest" >>"$STUB_LOG"
+        shift ;;
     --retry|--retry-delay|--connect-timeout|--max-time) shift ;;
     -*) ;;
     *) url=$1 ;;

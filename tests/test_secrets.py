@@ -19,9 +19,14 @@ Four promises, each tested where it can break:
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import os
+import shlex
 import shutil
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -275,8 +280,11 @@ def test_prepare_logs_no_credentials_and_gives_apt_its_own_auth_file(sandbox: Sa
     assert result.rc == 0, _explain(result)
     _assert_no_credentials(result, "a successful prep")
     assert "downloading https://***@" in result.stderr, f"the downloads are not logged (redacted):\n{result.stderr}"
-    # curl does get them (it authenticates with the URL's userinfo).
-    assert any(f"ci:{PASSWORD}@" in call for call in result.called("curl")), result.calls
+    # curl does get them (it authenticates with the URL's userinfo), in a config file (curl -K),
+    # never as an argument: every local user can read a process's command line in /proc.
+    assert any(f"ci:{PASSWORD}@" in call for call in result.called("curl -K read")), result.calls
+    assert not [c for c in result.called("curl") if PASSWORD in c and not c.startswith("curl -K read")], (
+        f"a URL's credentials reached curl's command line:\n{result.calls}")
 
     sources = node.path("/etc/apt/sources.list.d/kubernetes.list").read_text()
     assert PASSWORD not in sources and "https://pkgs.k8s.io/core:/stable:/" in sources, sources
@@ -333,6 +341,60 @@ kc_die "died on {url}"
     _assert_no_credentials(result, "kc_log/kc_warn/kc_retry/kc_die")
     assert "get https://***@mirror.example.com:8443/a/b?***#top and http://***@h2/p" in result.stderr, result.stderr
     assert result.stderr.count("***@mirror.example.com") == 4, result.stderr
+
+
+def test_kc_download_gives_the_real_curl_its_url_in_a_private_config_file_not_its_arguments(tmp_path: Path) -> None:
+    """The real curl (not the sandbox's stub) fetches a URL with credentials from a local HTTP
+    server that demands them, through kc_download's config file (curl's own -K syntax), into a file
+    whose name has a double quote and a backslash; a wrapper in front of curl records the arguments
+    any local user could read in /proc/<pid>/cmdline."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    expected = "Basic " + base64.b64encode(f"ci:{PASSWORD}".encode()).decode()
+
+    class Mirror(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            ok = self.headers.get("Authorization") == expected and self.path == "/runc.amd64"
+            body = b"runc bytes\n" if ok else b"no"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    wrapper = tmp_path / "bin" / "curl"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{tmp_path}/argv\n'
+                       f'for a; do [[ $a == -K ]] && stat -c %a "${{@: -1}}" >>{tmp_path}/mode; done\n'
+                       f'exec {curl} "$@"\n')
+    wrapper.chmod(0o755)
+    (tmp_path / "tmp").mkdir()
+    dest = tmp_path / 'out "x\\y"'
+    url = f"http://ci:{PASSWORD}@127.0.0.1:{server.server_port}/runc.amd64"
+    code = f"""set -euo pipefail
+. {ROOT / 'components/bootstrap/scripts/lib.sh'}
+KC_STEP=test
+kc_download {shlex.quote(url)} {shlex.quote(str(dest))}
+ls "$TMPDIR" >{tmp_path}/left
+"""
+    env = {"PATH": f"{wrapper.parent}:/usr/bin:/bin", "TMPDIR": str(tmp_path / "tmp"), "KC_RETRY_DELAY": "0"}
+    try:
+        result = subprocess.run(["bash", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, f"kc_download failed with the real curl:\n{result.stderr}"
+    assert dest.read_bytes() == b"runc bytes\n", "the real curl did not fetch the URL (with its login) into DEST"
+    argv = (tmp_path / "argv").read_text()
+    assert "-K" in argv and PASSWORD not in argv and "runc.amd64" not in argv, (
+        f"curl's command line carries the URL (readable by every local user in /proc):\n{argv}")
+    assert (tmp_path / "mode").read_text().split() == ["600"], "curl's config file is not mode 0600"
+    assert PASSWORD not in result.stderr, result.stderr
+    assert (tmp_path / "left").read_text() == "", "kc_download left its config file (the URL) behind"
 
 
 # --- secret step output: printed last, never in a failure's output ----------------------------

@@ -247,11 +247,24 @@ kc_apt_get_locked() {
 }
 
 # kc_download URL DEST : fetch URL into the file DEST (curl's own retries plus kc_retry).
+# The URL reaches curl in a mode-0600 config file (curl -K), never on its command line: a mirror
+# URL may carry credentials, and every local user can read a process's arguments in /proc.
 kc_download() {
-  local url=$1 dest=$2
+  local url=$1 dest=$2 config rc=0
   kc_log "downloading $url" # credentials in the URL are redacted (kc_redact)
+  config=$(mktemp) || kc_die "cannot create a temporary file for curl's configuration"
+  # curl's config syntax: a quoted value takes \\ and \" escapes.
+  printf 'url = "%s"\noutput = "%s"\n' "$(kc_curl_quote "$url")" "$(kc_curl_quote "$dest")" >"$config"
   kc_retry "${KC_DOWNLOAD_ATTEMPTS:-4}" curl -fsSL --retry 3 --retry-delay 2 --connect-timeout 20 \
-    -o "$dest" "$url" </dev/null >&2
+    -K "$config" </dev/null >&2 || rc=$?
+  rm -f -- "$config"
+  return "$rc"
+}
+
+# kc_curl_quote TEXT : TEXT with the backslashes and double quotes of a curl config value escaped.
+kc_curl_quote() {
+  local text=${1//\\/\\\\}
+  printf '%s' "${text//\"/\\\"}"
 }
 
 # kc_write_file PATH MODE <CONTENT : write stdin to PATH (creating its directory) only when
