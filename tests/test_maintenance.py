@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from tests.conftest import expanded, stack_config
 from tests.test_lifecycle import _env
 from tests.test_program import _commands, _depends_on
 from tests.test_scripts import Sandbox, _explain
+from tools import mock_engine
 from tools.mock_engine import Plan, Registered, run_program
 
 POOL = {"name": "general", "count": 2, "storageDiskSizeGb": 50}
@@ -198,8 +200,34 @@ def test_the_kubeconfig_is_read_again_after_the_refresh_period_and_at_no_other_t
     a_year_on = _plan(config, monkeypatch, start + timedelta(days=365))
     assert _changed(first, a_year_on) == {"dev-cp-0-kubeconfig": ["triggers"]}
     kubeconfig = _commands(next_window)["dev-cp-0-kubeconfig"]
-    assert kubeconfig.input("triggers") == [maintenance.kubeconfig_refresh_window(start + timedelta(days=7))]
+    assert kubeconfig.input("triggers") == [maintenance.kubeconfig_refresh_window(start + timedelta(days=7)),
+                                            "dev-cp-0-init-id"]  # the init step's id (the mock's "<name>-id")
     assert "stdout" in kubeconfig.additional_secret_outputs and "kubeconfig" in next_window.secret_outputs
+
+
+def test_a_new_kubeadm_init_reads_the_kubeconfig_again_in_the_same_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pulumi up --replace <init>` (a first control plane lost without a backup: a new, empty
+    cluster with a new CA) gives the init step a new id. The provider's clusterIdentifier is that
+    id, so the provider and every add-on are replaced in that run: the kubeconfig they get must be
+    the new cluster's, read in the same run. Before, the read step's only trigger was its time
+    window, so the new provider got the old cluster's credentials and every add-on failed."""
+    config = stack_config()
+    before = _plan(config)
+    original = mock_engine.ClusterMocks.new_resource
+
+    def new_resource(self: Any, args: Any) -> Any:
+        resource_id, state = original(self, args)
+        return (f"{resource_id}-replaced" if args.name == "dev-cp-0-init" else resource_id), state
+
+    monkeypatch.setattr(mock_engine.ClusterMocks, "new_resource", new_resource)
+    after = _plan(config)
+    changed = _changed(before, after)
+    assert changed.get("dev-cp-0-kubeconfig") == ["triggers"], (
+        f"a new kubeadm init must re-read the kubeconfig (a trigger change replaces the step): {changed}")
+    provider = next(r for r in after.resources if r.type == "pulumi:providers:kubernetes")
+    assert provider.inputs.get("clusterIdentifier") == "dev-cp-0-init-id-replaced", provider.inputs
+    assert "dev-cp-0-kubeconfig" in {after.by_urn()[u].name for u in after.ancestors_depend(provider)}, (
+        "the provider does not get its kubeconfig from the read step")
 
 
 def test_the_refresh_period_outruns_the_renewal_window() -> None:

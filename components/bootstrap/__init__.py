@@ -459,7 +459,10 @@ class KubeadmCluster(pulumi.ComponentResource):
 
         # 3. The admin kubeconfig, pointed at the public endpoint (secret, never logged). Read
         #    again in each new refresh window: kubeadm's client certificate in admin.conf lasts a
-        #    year and certs-renew.sh renews it on the node 30 days before that.
+        #    year and certs-renew.sh renews it on the node 30 days before that. Read again, too,
+        #    whenever `kubeadm init` runs anew (`pulumi up --replace` of the init step: a new
+        #    cluster with a new CA), in that same run: the provider below is replaced with it and
+        #    must not get the old cluster's credentials.
         admin_conf = run(
             f"{first.node.name}-kubeconfig",
             first,
@@ -467,7 +470,7 @@ class KubeadmCluster(pulumi.ComponentResource):
             {},
             [init],
             secret_stdout=True,
-            triggers=[upkeep.kubeconfig_refresh_window()],
+            triggers=[upkeep.kubeconfig_refresh_window(), init.id],
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(admin_conf.stdout, endpoints.public).apply(
