@@ -1246,14 +1246,16 @@ _NAME_HASH_LENGTH = 6
 def cluster_name(stack: str) -> str:
     """The stack's DNS-label prefix of every cloud resource and node name.
 
-    Names that fit in 20 characters are kept as they are (so existing stacks keep their resources).
-    A longer name is cut and given a short hash of the whole stack name: two stacks whose names
-    share their first 20 characters no longer get the same VPC, VMs and addresses in one project.
+    A name that is already a DNS label of at most 20 characters is kept as it is (so those stacks
+    keep their resources). Any other name is made one (lower case, other characters as ``-``, a
+    leading letter) and given a short hash of the whole stack name, cut to fit: two stacks whose
+    names share their first 20 characters, or differ only in case or in ``_``/``.``/``-``
+    (``dev_a`` and ``dev-a``), no longer get the same VPC, VMs and addresses in one project.
     """
     cleaned = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-")
     if not cleaned or not cleaned[0].isalpha():
         cleaned = f"k8s-{cleaned}".rstrip("-")
-    if len(cleaned) <= NAME_PREFIX_LENGTH:
+    if cleaned == stack and len(cleaned) <= NAME_PREFIX_LENGTH:
         return cleaned
     digest = hashlib.sha256(stack.encode()).hexdigest()[:_NAME_HASH_LENGTH]
     return f"{cleaned[: NAME_PREFIX_LENGTH - _NAME_HASH_LENGTH - 1].rstrip('-')}-{digest}"

@@ -393,10 +393,30 @@ def test_every_node_tainted_with_rook_and_headlamp_is_accepted_with_a_warning() 
 
 
 def test_stack_names_that_fit_keep_their_resource_names() -> None:
-    """No rename (and so no replacement) for stacks whose names fit today."""
-    for stack, prefix in [("dev", "dev"), ("prod", "prod"), ("Dev_EU", "dev-eu"), ("123", "k8s-123"),
+    """No rename (and so no replacement) for stacks whose names are DNS labels that fit."""
+    for stack, prefix in [("dev", "dev"), ("prod", "prod"), ("dev-eu", "dev-eu"),
                           ("twenty-chars-exactly", "twenty-chars-exactly")]:
         assert cluster_name(stack) == prefix, stack
+
+
+def test_stack_names_that_differ_only_in_case_or_separators_get_different_resource_names() -> None:
+    """Pulumi stack names may hold upper case, `_` and `.`; GCE names may not. `dev_a` and `dev-a`
+    (or `Team_Prod` and `team-prod`) both became `dev-a`, so their VPCs and VMs shared names in one
+    project. Every name that had to be changed now carries a hash of the stack's own name."""
+    groups = [("dev_a", "dev-a", "dev.a", "DEV-A", "Dev_A"), ("Team_Prod", "team-prod", "team.prod"),
+              ("123", "k8s-123"), ("a--b", "a-b")]
+    for group in groups:
+        prefixes = [cluster_name(stack) for stack in group]
+        assert len(set(prefixes)) == len(group), f"stacks {group} share resource names: {prefixes}"
+        for prefix in prefixes:
+            assert len(prefix) <= config_module.NAME_PREFIX_LENGTH and config_module._DNS_LABEL.match(prefix), prefix
+    assert cluster_name("Dev_EU").startswith("dev-eu-"), "the changed name should still read like the stack's"
+    names = []
+    for stack in ("dev_a", "dev-a"):
+        plan = run_program(stack_config(), stack=stack)
+        assert plan.error is None, plan.error
+        names.append({str(r.input("name")) for r in plan.resources if r.type.startswith("gcp:") and r.input("name")})
+    assert names[0] and not names[0] & names[1], f"GCE names shared by two stacks: {sorted(names[0] & names[1])}"
 
 
 def test_long_stack_names_get_unique_resource_names() -> None:
