@@ -930,11 +930,12 @@ class ClusterConfig(_Model):
 
     @model_validator(mode="after")
     def _backup_upload(self) -> "ClusterConfig":
-        """On GCP the stack's own bucket receives the snapshots; uploadUrl is for your own servers."""
-        if self.backup.upload_url and self.provider != "existing":
+        """On GCP the stack's own bucket receives the snapshots; uploadUrl is for your own servers
+        and local VMs (whose disks `pulumi destroy` deletes, backups with them)."""
+        if self.backup.upload_url and self.provider == "gcp":
             raise ValueError(
-                "backup.uploadUrl is for provider 'existing': on gcp the snapshots go to the bucket the stack "
-                "creates (stack output etcdBackups)"
+                "backup.uploadUrl is for provider 'existing' or 'local': on gcp the snapshots go to the bucket the "
+                "stack creates (stack output etcdBackups)"
             )
         return self
 

@@ -320,6 +320,60 @@ def test_a_good_backup_restores_the_same_keys_on_a_fresh_control_plane(
         restored.stop()
 
 
+def test_a_machine_where_kubeadm_init_never_ran_restores_with_the_backups_kubeadm_configuration(
+    running: tuple[Sandbox, Etcd], etcd_bins: dict[str, Path], tmp_path: Path
+) -> None:
+    """The README's restore: `pulumi up --refresh` recreates a lost first control plane and prepares
+    it, but its init step already ran (the stack's state says so) and nothing writes the kubeadm
+    configuration there. The first control plane's backups carry that configuration (checksummed
+    with the rest); the restore uses it, installs it (0600) and runs kubeadm init with it, so the
+    cluster comes back with its own CA and nothing in the stack has to be replaced."""
+    box, etcd = running
+    config = _init_config()
+    box.path("/etc/kubernetes/kubeadm-config.yaml").write_text(config)
+    backup = take_backup(box, BACKUP_REASON="scheduled")
+    with tarfile.open(backup) as tar:
+        member = tar.getmember("kubeadm-config.yaml")
+        assert member.mode & 0o777 == 0o600, f"the backup's kubeadm configuration is {oct(member.mode)}"
+        assert tar.extractfile(member).read().decode() == config  # type: ignore[union-attr]
+        sums = tar.extractfile("SHA256SUMS").read().decode()  # type: ignore[union-attr]
+    assert "  kubeadm-config.yaml\n" in sums, f"the configuration is not checksummed:\n{sums}"
+    etcd.stop()
+
+    fresh = control_plane_box(tmp_path / "fresh", etcd_bins)
+    assert not fresh.path("/etc/kubernetes/kubeadm-config.yaml").exists()
+    copy = fresh.path("/root/backup.tar.gz")
+    copy.parent.mkdir(parents=True)
+    shutil.copy(backup, copy)
+    result = fresh.run("etcd-restore.sh", {"BACKUP_FILE": str(copy)})
+    assert result.rc == 0, _explain(result)
+    installed = fresh.path("/etc/kubernetes/kubeadm-config.yaml")
+    assert installed.read_text() == config and installed.stat().st_mode & 0o777 == 0o600, oct(installed.stat().st_mode)
+    assert [c for c in result.calls if c.startswith("kubeadm init")] == [
+        f"kubeadm init --config {installed} --ignore-preflight-errors=DirAvailable--var-lib-etcd --skip-token-print"
+    ], result.calls
+    assert "using the backup's kubeadm configuration" in result.stderr, result.stderr
+
+    # A backup without it (another control plane's) on such a machine: refused, nothing changed.
+    bare = control_plane_box(tmp_path / "bare", etcd_bins)
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(backup) as src, tarfile.open(other, "w:gz") as dst:
+        for item in src.getmembers():
+            if item.name == "kubeadm-config.yaml":
+                continue
+            data = src.extractfile(item) if item.isfile() else None
+            if item.name == "SHA256SUMS" and data is not None:
+                body = "".join(l for l in data.read().decode().splitlines(True) if "kubeadm-config.yaml" not in l).encode()
+                item.size = len(body)
+                dst.addfile(item, io.BytesIO(body))
+            else:
+                dst.addfile(item, data)
+    before = _tree(bare.root)
+    refused = bare.run("etcd-restore.sh", {"BACKUP_FILE": str(other)})
+    assert refused.rc != 0 and "no kubeadm configuration at" in refused.stderr, _explain(refused)
+    assert _tree(bare.root) == before, "a refused restore changed the node"
+
+
 def _init_config() -> str:
     """The kubeadm configuration kubeadm-init.sh keeps on the first control plane (the program's own)."""
     config = parse_cluster_config({"adminCidrs": '["203.0.113.7/32"]', "rook": '{"enabled": false}'})

@@ -117,6 +117,18 @@ def test_own_servers_keep_backups_on_the_node_or_upload_to_your_url() -> None:
     assert _env(step)["SNAPSHOT_SCHEDULE"] == "daily"
 
 
+def test_local_vms_can_upload_their_backups_too() -> None:
+    """A local VM's disk goes with `pulumi destroy`, its backups with it: uploadUrl is accepted for
+    `provider: local` as for own servers (before, it was refused with a message about GCP)."""
+    from tests.test_local_provider import local_stack
+
+    plan = run_program(local_stack(backup={"uploadUrl": "https://backups.example.com/dav"}), stack="lab")
+    assert plan.error is None, plan.error
+    env_file = _installed(_commands(plan)["lab-cp-0-maintenance"])[maintenance.ENV_FILE][1]
+    assert "BACKUP_UPLOAD=https://backups.example.com/dav\n" in env_file, env_file
+    assert plan.outputs["etcdBackups"].startswith("https://backups.example.com/dav and "), plan.outputs["etcdBackups"]
+
+
 def test_control_planes_snapshot_before_their_upgrade_and_before_one_leaves() -> None:
     plan = _plan(HA)
     commands = _commands(plan)
@@ -151,7 +163,7 @@ def test_before_upgrade_false_leaves_the_snapshot_out_of_the_upgrade_only() -> N
         ({"schedule": "minutely"}, "backup.schedule", "every minute"),
         ({"schedule": "$(reboot)"}, "backup.schedule", "not a systemd calendar expression"),
         ({"bucketRetentionDays": 0}, "backup.bucketRetentionDays", "1 to 3650"),
-        ({"uploadUrl": "https://x.example.com/b"}, "", "backup.uploadUrl is for provider 'existing'"),
+        ({"uploadUrl": "https://x.example.com/b"}, "", "backup.uploadUrl is for provider 'existing' or 'local'"),
         ({"uploadUrl": "http://x.example.com/b"}, "backup.uploadUrl", "https://"),
         ({"uploadUrl": "https://user:pw@x.example.com/b"}, "backup.uploadUrl", "credentials"),
         ({"keepp": 3}, "backup.keepp", "unknown key"),

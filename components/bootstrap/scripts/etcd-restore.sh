@@ -7,6 +7,10 @@
 # signs new leaf certificates for this machine with them; etcd starts on the restored data as a
 # one-member cluster named after this node, advertising this node's peer URL.
 #
+# The kubeadm configuration is the node's own (KUBEADM_CONFIG_FILE, which kubeadm-init.sh keeps) or,
+# on a machine where `kubeadm init` never ran, the backup's copy (the first control plane's backups
+# carry it): that copy is installed as KUBEADM_CONFIG_FILE once the backup is verified.
+#
 # Usage, on the new first control plane (node prep done, e.g. by `pulumi up`):
 #   sudo /usr/local/lib/kubeadm-cluster/etcd-restore.sh BACKUP.tar.gz
 #   sudo RESTORE_WIPE=1 /usr/local/lib/kubeadm-cluster/etcd-restore.sh BACKUP.tar.gz
@@ -70,11 +74,11 @@ kc_restore_etcdutl() {
     KC_RESTORE_ETCDUTL=$ETCDUTL
     return 0
   fi
-  [[ -f $KC_ROOT$KUBEADM_CONFIG_FILE ]] ||
-    kc_die "no kubeadm configuration at $KC_ROOT$KUBEADM_CONFIG_FILE to find the etcd image with (or set ETCDUTL)"
-  image=$(kubeadm config images list --config "$KC_ROOT$KUBEADM_CONFIG_FILE" </dev/null 2>/dev/null |
+  [[ -f $KC_RESTORE_CONFIG ]] ||
+    kc_die "no kubeadm configuration at $KC_RESTORE_CONFIG to find the etcd image with (or set ETCDUTL)"
+  image=$(kubeadm config images list --config "$KC_RESTORE_CONFIG" </dev/null 2>/dev/null |
     grep -E '/etcd:[^[:space:]]+$' | head -n 1) || true
-  [[ -n $image ]] || kc_die "kubeadm config images list names no etcd image for $KC_ROOT$KUBEADM_CONFIG_FILE"
+  [[ -n $image ]] || kc_die "kubeadm config images list names no etcd image for $KC_RESTORE_CONFIG"
   kc_log "pulling $image (its etcdutl restores the snapshot)"
   kc_retry 4 crictl pull "$image" </dev/null >&2 || kc_die "cannot pull $image"
   mkdir -p "$work/image"
@@ -147,8 +151,16 @@ kc_restore_main() {
   fi
   kc_log "backup $(basename "$BACKUP_FILE"): $(tr '\n' ' ' <"$work/backup/backup-info")"
 
-  # 2. Who this member is: the name and peer URL kubeadm's etcd manifest will give it.
-  local config=$KC_ROOT$KUBEADM_CONFIG_FILE name=${ETCD_NAME:-} peer=${ETCD_PEER_URL:-} address
+  # 2. The kubeadm configuration: the node's own, else the backup's (a machine where kubeadm init
+  #    never ran). Then who this member is: the name and peer URL kubeadm's etcd manifest gives it.
+  KC_RESTORE_CONFIG=$KC_ROOT$KUBEADM_CONFIG_FILE
+  local from_backup=0
+  if [[ ! -f $KC_RESTORE_CONFIG && -f $work/backup/kubeadm-config.yaml ]]; then
+    KC_RESTORE_CONFIG=$work/backup/kubeadm-config.yaml
+    from_backup=1
+    kc_log "no $KUBEADM_CONFIG_FILE on this node: using the backup's kubeadm configuration"
+  fi
+  local config=$KC_RESTORE_CONFIG name=${ETCD_NAME:-} peer=${ETCD_PEER_URL:-} address
   if [[ -z $name || -z $peer ]]; then
     [[ -f $config ]] || kc_die "no kubeadm configuration at $config (set KUBEADM_CONFIG_FILE, or ETCD_NAME" \
       "and ETCD_PEER_URL). Nothing was changed."
@@ -193,6 +205,10 @@ kc_restore_main() {
       *) install -m 0644 -- "$work/backup/pki/$file" "$pki/$file" ;;
     esac
   done
+  if ((from_backup)); then
+    install -D -m 0600 -- "$work/backup/kubeadm-config.yaml" "$KC_ROOT$KUBEADM_CONFIG_FILE"
+    config=$KC_ROOT$KUBEADM_CONFIG_FILE
+  fi
   local data=$KC_ROOT$KC_ETCD_DATA_DIR
   if [[ -d $data ]]; then
     rmdir -- "$data" || kc_die "$data is not empty any more; the snapshot was not moved there"

@@ -14,6 +14,8 @@
 #   etcd-snapshot.db   the snapshot (etcd appends its integrity hash; etcdutl checks it on restore)
 #   pki/               ca.crt ca.key sa.key sa.pub front-proxy-ca.crt front-proxy-ca.key
 #                      etcd/ca.crt etcd/ca.key (the leaf certificates are re-issued by kubeadm init)
+#   kubeadm-config.yaml  the first control plane's: the kubeadm configuration kubeadm-init.sh keeps
+#                      (a fresh machine restored from the backup runs `kubeadm init` with it)
 #   backup-info        node, reason, time, etcd image, snapshot size (KEY=value lines)
 #   SHA256SUMS         of every file above (etcd-restore.sh checks it before anything else)
 # Uploads: BACKUP_UPLOAD=gs://BUCKET[/PREFIX] (GCP: the VM's service account, through the metadata
@@ -203,6 +205,11 @@ kc_snapshot_main() {
     [[ -f $pki/$file ]] || kc_die "no $pki/$file: a backup without the cluster's certificate authorities cannot be restored"
     cp -p -- "$pki/$file" "$work/pki/$file"
   done
+  local -a members=(etcd-snapshot.db pki)
+  if [[ -f $KC_ROOT/etc/kubernetes/kubeadm-config.yaml ]]; then
+    install -m 0600 -- "$KC_ROOT/etc/kubernetes/kubeadm-config.yaml" "$work/kubeadm-config.yaml"
+    members+=(kubeadm-config.yaml)
+  fi
   local image
   image=$(sed -n 's/^[[:space:]]*image:[[:space:]]*\([^[:space:]]*\).*/\1/p' "$manifest" | head -n 1)
   {
@@ -218,7 +225,7 @@ kc_snapshot_main() {
 
   dest=$KC_ROOT$BACKUP_DIR/etcd-$BACKUP_NODE-$stamp-$BACKUP_REASON.tar.gz
   tar -C "$work" -czf "$dest.part" --owner=0 --group=0 --numeric-owner \
-    etcd-snapshot.db pki backup-info SHA256SUMS || kc_die "cannot write $dest"
+    "${members[@]}" backup-info SHA256SUMS || kc_die "cannot write $dest"
   chmod 600 "$dest.part"
   mv -f -- "$dest.part" "$dest"
   kc_log "etcd backup of $BACKUP_NODE: $dest ($(stat -c %s "$dest") bytes; snapshot $(stat -c %s "$work/etcd-snapshot.db") bytes)"
