@@ -504,10 +504,18 @@ GCS_CURL = r"""url=${*: -1}
 case $url in
   http://metadata.google.internal/*) echo '{"access_token":"ya29.SECRET-TOKEN","expires_in":3599,"token_type":"Bearer"}' ;;
   https://storage.googleapis.com/upload/*)
-    prev=""; for a in "$@"; do [[ $prev == -H && $a == @* ]] && cat "${a#@}" >>"$STUB_STATE/upload-headers"; prev=$a; done
+    # Cloud Storage's JSON API simple upload: the HTTP status is what -w '%{http_code}' prints.
+    prev="" streamed=""
+    for a in "$@"; do
+      [[ $prev == -H && $a == @* ]] && cat "${a#@}" >>"$STUB_STATE/upload-headers"
+      [[ $prev == -T && -f $a ]] && streamed=$a
+      prev=$a
+    done
+    [[ -n $streamed ]] || { echo "curl: no file streamed with -T" >&2; exit 2; }
     echo "$url" >>"$STUB_STATE/uploads"
-    ((${STUB_UPLOAD_FAIL:-0})) && { echo "curl: (22) 403" >&2; exit 22; }
-    echo '{"name":"x"}' ;;
+    if ((${STUB_UPLOAD_FAIL:-0})); then printf 403
+    elif ((${STUB_UPLOAD_EXISTS:-0})); then printf 412
+    else printf 200; fi ;;
   *) exit 7 ;;
 esac"""
 
@@ -521,12 +529,24 @@ def test_gcp_upload_uses_the_vm_service_account_and_never_shows_the_token(runnin
     assert result.rc == 0, _explain(result)
     (backup,) = backups(box)
     (url,) = (box.state / "uploads").read_text().split()
-    assert url == ("https://storage.googleapis.com/upload/storage/v1/b/proj-dev-etcd/o?uploadType=media&name="
-                   f"{NODE}%2F{backup.name}"), url
+    assert url == ("https://storage.googleapis.com/upload/storage/v1/b/proj-dev-etcd/o?uploadType=media&ifGenerationMatch=0"
+                   f"&name={NODE}%2F{backup.name}"), url
     assert "Authorization: Bearer ya29.SECRET-TOKEN" in (box.state / "upload-headers").read_text()
     everything = result.stdout + result.stderr + "\n".join(result.calls)
     assert "SECRET-TOKEN" not in everything, "the access token shows on a command line or in the log"
     assert not list(box.tmp.iterdir()), f"the header file was left behind: {list(box.tmp.iterdir())}"
+
+
+def test_an_upload_that_finds_its_object_there_already_succeeds(running: tuple[Sandbox, Etcd]) -> None:
+    """curl's retry re-sends an upload whose first answer was lost: the object exists, and the
+    nodes' objectCreator role cannot replace it. The upload is conditional (ifGenerationMatch=0), so
+    Cloud Storage answers 412 Precondition Failed, which means the backup is in the bucket."""
+    box, _ = running
+    env = box.path("/etc/kubeadm-cluster/maintenance.env")
+    env.write_text(env.read_text().replace("BACKUP_UPLOAD=\n", "BACKUP_UPLOAD=gs://proj-dev-etcd\n"))
+    box._stub("curl", GCS_CURL)
+    result = box.run("etcd-snapshot.sh", {"BACKUP_REASON": "scheduled", "STUB_UPLOAD_EXISTS": "1"})
+    assert result.rc == 0 and "exists already" in result.stderr, _explain(result)
 
 
 def test_a_failed_upload_keeps_the_backup_and_fails_only_the_scheduled_run(running: tuple[Sandbox, Etcd]) -> None:

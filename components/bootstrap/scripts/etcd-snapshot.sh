@@ -95,8 +95,13 @@ kc_snapshot_data_dir() {
 
 # kc_snapshot_gcs_upload FILE OBJECT : FILE to gs://BUCKET/OBJECT with the VM's service account.
 # The access token goes to curl in a mode-0600 header file: never on a command line or in a log.
+# The file is streamed (-T), not read into memory. The upload is conditional on the object not
+# existing (JSON API ifGenerationMatch=0: 412 Precondition Failed when it does, per Cloud Storage's
+# "Request preconditions" page): when curl's own retry re-sends an upload whose first answer was
+# lost, the object is already there, which is success (the nodes may create objects, never
+# replace them, so a plain retry would be refused).
 kc_snapshot_gcs_upload() {
-  local file=$1 object=$2 location=${BACKUP_UPLOAD#gs://} bucket token headers rc=0
+  local file=$1 object=$2 location=${BACKUP_UPLOAD#gs://} bucket token headers rc=0 code=""
   bucket=${location%%/*}
   token=$(curl -fsS --retry 3 --connect-timeout 10 -H 'Metadata-Flavor: Google' \
     'http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token' \
@@ -108,12 +113,23 @@ kc_snapshot_gcs_upload() {
   headers=$(mktemp) || return 1
   chmod 600 "$headers"
   printf 'Authorization: Bearer %s\n' "$token" >"$headers"
-  curl -fsS --retry 3 --connect-timeout 20 -X POST -H "@$headers" -H 'Content-Type: application/gzip' \
-    --data-binary "@$file" \
-    "https://storage.googleapis.com/upload/storage/v1/b/$bucket/o?uploadType=media&name=${object//\//%2F}" \
-    </dev/null >/dev/null || rc=$?
+  code=$(curl -sS --retry 3 --connect-timeout 20 -X POST -H "@$headers" -H 'Content-Type: application/gzip' \
+    -T "$file" -o /dev/null -w '%{http_code}' \
+    "https://storage.googleapis.com/upload/storage/v1/b/$bucket/o?uploadType=media&ifGenerationMatch=0&name=${object//\//%2F}" \
+    </dev/null) || rc=$?
   rm -f -- "$headers"
-  return "$rc"
+  ((rc == 0)) || return "$rc"
+  case $code in
+    200) return 0 ;;
+    412)
+      kc_log "gs://$bucket/$object exists already: an earlier attempt of this upload reached the bucket"
+      return 0
+      ;;
+    *)
+      kc_warn "Cloud Storage answered HTTP ${code:-nothing} to the upload of $object"
+      return 22
+      ;;
+  esac
 }
 
 # kc_snapshot_https_upload FILE PATH : HTTP PUT of FILE to BACKUP_UPLOAD/PATH (netrc credentials).
