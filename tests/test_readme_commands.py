@@ -84,12 +84,15 @@ COMMANDS: list[tuple[str, str, str]] = [
     (r"pulumi stack --show-urns", ELSEWHERE, "the Pulumi CLI and a deployed stack"),
     (r"pulumi up --replace <urn of dev-cp-0-[a-z]+>( --replace <urn of dev-cp-0-[a-z]+>)*", ELSEWHERE,
      "a deployed stack whose first control plane was lost"),
-    (r"gcloud storage (ls gs://<bucket>/|cp gs://<bucket>/dev-cp-0/<file> \.|rm -r --all-versions gs://<bucket>/\*\*)",
+    (r"gcloud storage (ls gs://<bucket>/dev-cp-0/|cp gs://<bucket>/dev-cp-0/<file> \.|rm -r --all-versions gs://<bucket>/\*\*)",
      ELSEWHERE, "the stack's backup bucket on Google Cloud"),
-    (r"sudo RESTORE_WIPE=1 /usr/local/lib/kubeadm-cluster/etcd-restore\.sh ~kubeadm/backup\.tar\.gz", ELSEWHERE,
+    (r"sudo (RESTORE_WIPE=1 )?/usr/local/lib/kubeadm-cluster/etcd-restore\.sh ~kubeadm/backup\.tar\.gz", ELSEWHERE,
      "a control plane (install-maintenance.sh installs the script there; test_etcd_backup restores real etcd with it)"),
     (r"sudo kubeadm certs check-expiration", ELSEWHERE, "a control plane"),
-    (r"pulumi up --(refresh|replace)", ELSEWHERE, "the Pulumi CLI and a deployed stack"),
+    (r"pulumi up --(refresh|replace)|pulumi up --refresh --continue-on-error|pulumi refresh", ELSEWHERE,
+     "the Pulumi CLI and a deployed stack"),
+    (r"scp -i key -J kubeadm@<sshHost> backup\.tar\.gz kubeadm@<internal IP>:", ELSEWHERE,
+     "a deployed GCP stack and a backup"),
     (r"pulumi import gcp:compute/instanceGroupMembership:InstanceGroupMembership <membership resource name> "
      r"<project>/<zone>/<group>/<instance>", ELSEWHERE, "an HA GCP stack made before the memberships (test_faults)"),
     # Speed, Tests
@@ -102,7 +105,7 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 
 COMMAND_WORDS = {"python", "python3", "venv/bin/python", "venv/bin/pip", "sudo", "pulumi", "bash", "kubectl",
-                 "gcloud", "curl", "npm", "apt-get", "export", "ssh", "git", "node"}
+                 "gcloud", "curl", "npm", "apt-get", "export", "ssh", "scp", "git", "node"}
 
 
 def _blocks(text: str) -> list[tuple[str, list[str]]]:
