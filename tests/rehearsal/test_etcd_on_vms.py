@@ -15,9 +15,10 @@ first, conftest.py orders it so; run alone, this module creates the cluster itse
 * the upgrade to the next patch (backup.beforeUpgrade, the default) took its snapshot first;
 * a missing, a corrupt and a tampered backup are refused with their message, and change nothing:
   same etcd container, same data directory, same PKI, no kubeadm reset or init;
-* the backup restored the documented way on the control plane (RESTORE_WIPE=1: the machine
-  `pulumi up` had initialised with a new cluster) brings the same keys back, and not the ones
-  written after it, in a one-member etcd kubeadm init started on the restored data.
+* the backup restored on the control plane (RESTORE_WIPE=1, with the node's kubeadm configuration
+  removed first, as on a machine where kubeadm init never ran: the backup's own copy is used and
+  put back) brings the same keys back, and not the ones written after it, in a one-member etcd
+  kubeadm init started on the restored data.
 """
 
 from __future__ import annotations
@@ -254,14 +255,22 @@ def test_the_backup_restores_the_same_keys_on_a_fresh_first_control_plane(cluste
                                         "echo \"$etcd_id\"\netcdctl get /kc/rehearsal -w json")
     old_id = before.splitlines()[2]
     revision = json.loads(before.splitlines()[3])["header"]["revision"]
+    config = "/etc/kubernetes/kubeadm-config.yaml"
+    config_sum = on_cp(rehearsal, f"sha256sum {config}").split()[0]
     started = time.monotonic()
-    result = rehearsal.sh(cp(rehearsal), f"RESTORE_WIPE=1 {RESTORE} {backup}", timeout=600)
+    # Without the node's kubeadm configuration (a machine where kubeadm init never ran): the
+    # backup's copy, taken from this same node, is used.
+    result = rehearsal.sh(cp(rehearsal), f"mv {config} /root/kubeadm-config.before-restore\n"
+                                          f"RESTORE_WIPE=1 {RESTORE} {backup}", timeout=600)
     rehearsal.timings["  of which: etcd restore (reset, etcdutl, kubeadm init)"] = round(time.monotonic() - started, 1)
     assert result.ok, f"the restore failed:\n{result.explain()}"
     ip = cp(rehearsal).private_ip
     assert f"etcdutl snapshot restore as member {NODE} (https://{ip}:2380)" in result.stderr, result.stderr
     assert result.stderr.index("etcdutl snapshot restore") < result.stderr.index("kubeadm reset -f"), result.stderr
     assert "runs again on this node" in result.stderr, result.stderr
+    assert "using the backup's kubeadm configuration" in result.stderr, result.stderr
+    assert on_cp(rehearsal, f"sha256sum {config}; stat -c %a {config}").split()[::2] == [config_sum, "600"], (
+        "the backup's kubeadm configuration was not put back as the node's, mode 0600")
 
     after = on_cp(rehearsal, ETCDCTL + "sha256sum /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/etcd/ca.crt\n"
                                        "echo \"$etcd_id\"\netcdctl get /kc/rehearsal -w json\n"
