@@ -273,6 +273,14 @@ def test_create_on_fresh_vms_in_the_programs_order(rehearsal: Rehearsal) -> None
     assert loaded.ok, f"the maintenance timers are not loaded and scheduled on the control plane:\n{loaded.explain()}"
     for timer in timers:
         assert timer in loaded.stdout, f"{timer} is not listed by systemctl list-timers:\n{loaded.stdout}"
+    # The renewal's service runs under real systemd (a oneshot: start waits for it) and reads the
+    # expiry of the certificates kubeadm init made: a new cluster has nothing to renew.
+    renew = rehearsal.sh(rehearsal.vms[0], "systemctl start kubeadm-cluster-certs-renew.service && "
+                                           "systemctl show -p Result --value kubeadm-cluster-certs-renew.service && "
+                                           "journalctl -u kubeadm-cluster-certs-renew.service -o cat --no-pager")
+    assert renew.ok and renew.stdout.startswith("success\n"), f"the certs-renew service failed:\n{renew.explain()}"
+    assert "apiserver.crt expires" in renew.stdout and "nothing to renew" in renew.stdout, (
+        f"the certs-renew service did not read the new cluster's certificates:\n{renew.stdout}")
 
     # What the node sandbox (tests/test_scripts.py) asserted with stubs, shown by the real nodes
     # (issue 11). Stdout is a step's output only (mint-token's JSON line, the admin kubeconfig):
