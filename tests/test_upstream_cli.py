@@ -202,7 +202,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     # (its etcdctl runs through `crictl exec`: tests/test_etcd_backup.py parses that line.)
     "etcd-restore.sh": [
-        "kubeadm config images list --config $KC_ROOT$KUBEADM_CONFIG_FILE",
+        "kubeadm config images list --config $KC_RESTORE_CONFIG",
         "kubeadm reset -f",
         "kubeadm init --config $config --ignore-preflight-errors=DirAvailable--var-lib-etcd --skip-token-print",
         "kubectl --kubeconfig $KC_ROOT/etc/kubernetes/admin.conf get --raw=/readyz",
