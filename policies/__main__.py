@@ -33,9 +33,15 @@ What the engine sends, and how these policies deal with it:
   module wraps the servicer's ``Analyze`` to keep the request's wire properties for the
   duration of the call (``_raw_properties()``).
 * The stack's config arrives with ConfigureStack (pulumi-policy drops it: ``_capture_stack_config``
-  keeps it) and in the pack process's PULUMI_CONFIG. The firewall policy reads
+  keeps it) and in the pack process's PULUMI_CONFIG. The firewall policies read
   ``kubeadm-cluster:allowAdminFromInternet`` from it: only a stack that says so may open the
-  admin ports to the whole internet (``0.0.0.0/0``, or ranges that cover it together).
+  admin ports to the whole internet (``0.0.0.0/0``, or ranges that cover it together, in one
+  rule or across several).
+* ``AnalyzeStack`` (the stack policy firewalls-together-no-public-admin-ports) gets every
+  resource of the stack once all steps ran, in preview and in up, with the resources' *outputs*
+  (pulumi/pulumi pkg/resource/deploy/step_generator.go, ``AnalyzeResources``): a firewall's
+  ``network`` is then its self link, or unknown in a first preview, and each resource comes
+  with its property dependencies.
 * The engine analyzes provider resources too (``pulumi:providers:kubernetes``, default
   providers included), with their inputs; each other resource's request also carries its
   provider's properties (``args.provider``).
@@ -47,6 +53,7 @@ import ipaddress
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +65,18 @@ if str(_ROOT) not in sys.path:
 from google.protobuf import json_format  # noqa: E402
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
+    Policy,
     PolicyConfigSchema,
     PolicyPack,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy import policy as _policy_impl  # noqa: E402
+from pulumi_policy.proxy import UnknownValueError  # noqa: E402
 
 from components import hardware  # noqa: E402
 from components.machines.localvm import VM_DISK_GB_ENV, VM_MACHINE_TYPE_ENV  # noqa: E402
@@ -74,6 +86,7 @@ PACK_NAME = "kubeadm-cluster"
 INSTANCE = "gcp:compute/instance:Instance"
 INSTANCE_TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 FIREWALL = "gcp:compute/firewall:Firewall"
+NETWORK = "gcp:compute/network:Network"
 SERVICE = "kubernetes:core/v1:Service"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
@@ -338,6 +351,9 @@ def _validate_disk_type(args: ResourceValidationArgs, report: ReportViolation) -
 # --- Firewall --------------------------------------------------------------------------
 
 
+#: The stack policy that unites the firewall rules' source ranges (_validate_firewalls_together).
+FIREWALLS_TOGETHER_POLICY = "firewalls-together-no-public-admin-ports"
+
 #: The stack config key (the program's namespace) that lets admin access come from anywhere. The
 #: program refuses such adminCidrs without it too (components/config.py).
 ALLOW_WORLD_KEY = "kubeadm-cluster:allowAdminFromInternet"
@@ -390,19 +406,31 @@ def _port_ranges(ports: Any) -> list[tuple[int, int]] | None:
     return ranges
 
 
-def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != FIREWALL:
-        return
-    props = args.props
-    if str(props.get("direction") or "INGRESS").upper() != "INGRESS" or props.get("disabled") is True:
-        return
+def _forbidden_ports(config: Mapping[str, Any]) -> list[int]:
+    """The admin ports a policy's config names (``forbiddenPorts``), by default ADMIN_PORTS."""
+    return sorted({int(p) for p in (config.get("forbiddenPorts") or ADMIN_PORTS)})
+
+
+def _is_active_ingress(props: Mapping[str, Any]) -> bool:
+    """Whether a firewall rule admits traffic at all: an ingress rule (GCE's default direction)
+    that is not disabled. Egress rules and disabled rules open nothing to the internet."""
+    return str(props.get("direction") or "INGRESS").upper() == "INGRESS" and props.get("disabled") is not True
+
+
+def _source_ranges(props: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """An ingress rule's source ranges, and whether they are GCE's default: a rule with no
+    source ranges, tags or service accounts admits ``0.0.0.0/0``. A rule with only source tags or
+    service accounts admits traffic from the network's own instances, never from the internet."""
     ranges = [str(r) for r in _items(props.get("sourceRanges"))]
-    world = _world(ranges)
     if not ranges and not _items(props.get("sourceTags")) and not _items(props.get("sourceServiceAccounts")):
-        world = ["0.0.0.0/0 (no source given)"]
-    if not world or _world_allowed():
-        return
-    forbidden = [int(p) for p in (args.get_config().get("forbiddenPorts") or ADMIN_PORTS)]
+        return ["0.0.0.0/0"], True
+    return ranges, False
+
+
+def _admin_ports_allowed(props: Mapping[str, Any], forbidden: Sequence[int]) -> set[int]:
+    """The ``forbidden`` ports a rule's ``allows`` blocks let through over TCP (``tcp``, ``6`` or
+    ``all``; no ports listed means every port). ``denies`` blocks are not read here: see
+    _validate_firewalls_together for why ignoring them is the safe side."""
     open_ports: set[int] = set()
     for allow in _items(props.get("allows")):
         protocol = str(_get(allow, "protocol") or "").lower()
@@ -412,6 +440,20 @@ def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) ->
         for port in forbidden:
             if port_ranges is None or any(low <= port <= high for low, high in port_ranges):
                 open_ports.add(port)
+    return open_ports
+
+
+def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != FIREWALL:
+        return
+    props = args.props
+    if not _is_active_ingress(props):
+        return
+    ranges, defaulted = _source_ranges(props)
+    world = ["0.0.0.0/0 (no source given)"] if defaulted else _world(ranges)
+    if not world or _world_allowed():
+        return
+    open_ports = _admin_ports_allowed(props, _forbidden_ports(args.get_config()))
     if open_ports:
         report(
             f"{args.name} lets {', '.join(world)} reach TCP {', '.join(str(p) for p in sorted(open_ports))}; "
@@ -419,6 +461,166 @@ def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) ->
             f"true in the stack if admin access from anywhere is intended",
             None,
         )
+
+
+# --- Firewalls together (a stack policy) -------------------------------------------------
+
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: Each IP family's whole address space: what "open to the internet" means for it.
+_EVERYTHING: tuple[tuple[int, str], ...] = ((4, "0.0.0.0/0"), (6, "::/0"))
+
+
+@dataclass(frozen=True)
+class _AdminReach:
+    """One active ingress firewall rule that lets some source ranges reach some admin ports."""
+
+    name: str
+    ranges: tuple[str, ...]
+    nets: tuple[_Net, ...]
+    ports: frozenset[int]
+
+    def covers(self, version: int) -> bool:
+        return _covers(self.nets, version)
+
+
+def _covers(nets: Sequence[_Net], version: int) -> bool:
+    """Whether ``nets`` together hold every address of the IP family ``version``."""
+    family = [n for n in nets if n.version == version]
+    everything = ipaddress.ip_network(dict(_EVERYTHING)[version])
+    # One family only (filtered above), as collapse_addresses wants; its stub cannot see that.
+    collapsed = list(ipaddress.collapse_addresses(family))  # type: ignore[arg-type]
+    return bool(family) and collapsed == [everything]
+
+
+def _addresses(rule: _AdminReach, version: int) -> int:
+    """How many addresses of the family ``version`` a rule admits."""
+    family = [n for n in rule.nets if n.version == version]
+    return sum(n.num_addresses for n in ipaddress.collapse_addresses(family))  # type: ignore[arg-type]
+
+
+def _irreducible(rules: Sequence[_AdminReach], version: int) -> tuple[_AdminReach, ...]:
+    """``rules`` (which cover the family together) less every rule the others cover without,
+    narrowest first: the node-to-node rule's private ranges are not what opens the internet."""
+    kept = list(rules)
+    for rule in sorted(rules, key=lambda r: (_addresses(r, version), r.name)):
+        rest = [r for r in kept if r is not rule]
+        if _covers([n for r in rest for n in r.nets], version):
+            kept = rest
+    return tuple(sorted(kept, key=lambda r: r.name))
+
+
+def _admin_reach(resource: PolicyResource, forbidden: Sequence[int]) -> _AdminReach | None:
+    """What a firewall resource opens on the admin ports (None: nothing); the same reading of a
+    rule as the per-resource policy's (_is_active_ingress, _source_ranges, _admin_ports_allowed).
+    Raises UnknownValueError when a value it needs is not known yet (preview)."""
+    props = resource.props
+    if not _is_active_ingress(props):
+        return None
+    ranges, _ = _source_ranges(props)
+    nets: list[_Net] = []
+    for text in ranges:
+        try:
+            nets.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            continue  # GCE refuses the rule; the per-resource policy reads it the same way
+    if not nets:
+        return None
+    ports = _admin_ports_allowed(props, forbidden)
+    if not ports:
+        return None
+    return _AdminReach(resource.name, tuple(ranges), tuple(nets), frozenset(ports))
+
+
+def _network_key(resource: PolicyResource) -> str:
+    """The VPC network a firewall rule belongs to, by name. The inputs give a name, an id
+    (``projects/P/global/networks/N``) or a self link (the state's output): the last segment is
+    the name. Networks of the same name in two projects are taken as one (the safe side). In the
+    first preview the network's id is unknown: the rule is then placed by the Network resource its
+    ``network`` input depends on (the engine sends property dependencies with AnalyzeStack)."""
+    try:
+        value = resource.props.get("network")
+    except UnknownValueError:
+        sources = resource.property_dependencies.get("network") or []
+        if not sources:
+            raise
+        names: list[str] = []
+        for source in sources:
+            try:
+                name = source.props.get("name") if source.resource_type == NETWORK else None
+            except UnknownValueError:
+                name = None
+            names.append(str(name) if isinstance(name, str) and name.strip() else source.urn)
+        return " + ".join(sorted(names))
+    text = str(value or "").strip().rstrip("/")
+    return text.rsplit("/", 1)[-1] if text else "default"  # GCE's default network when none is given
+
+
+def _validate_firewalls_together(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Admin ports open to the whole internet through several firewall rules together.
+
+    The per-resource policy (firewall-no-public-admin-ports) sees one rule at a time: rule A with
+    ``0.0.0.0/1`` and rule B with ``128.0.0.0/1``, both allowing TCP 22, pass it although together
+    they admit every IPv4 address. Here the source ranges of every active ingress rule are united
+    per VPC network, admin port and IP family; a union that holds the whole family is a violation
+    naming the rules and the port (only the rules it needs: a rule whose ranges the others cover
+    anyway, such as the node-to-node rule's private ranges, is not named). Rules that open a port
+    to the internet alone are left out of the union: the per-resource policy reports each of them,
+    and a violation here would repeat it.
+
+    What is ignored, always on the side of reporting:
+
+    * ``denies`` blocks and priorities: in GCE the matching rule of the highest priority wins and a
+      deny beats an allow of the same priority (cloud.google.com/vpc/docs/firewalls, "Priority"),
+      so a deny could close part of what the allows open. The allows alone must not open the
+      world: a deny is one edit away from going, and this policy does not weigh priorities.
+    * ``targetTags`` / ``targetServiceAccounts``: rules aimed at different instances are united as
+      if one instance carried every tag (a node may carry several, and tags change without the
+      firewall changing).
+    * ``destinationRanges`` on ingress rules, and firewall *policies* (the program makes none).
+
+    Unknown values (preview): a rule the policy cannot read yet is left out; if the known rules
+    already cover the internet that is a violation (unknown rules could only add to it), otherwise
+    the unknown is raised, which pulumi-policy reports as an advisory "can't run during preview".
+    """
+    if _world_allowed():
+        return
+    forbidden = _forbidden_ports(args.get_config())
+    networks: dict[str, list[_AdminReach]] = {}
+    unknown: list[UnknownValueError] = []
+    for resource in args.resources:
+        if resource.resource_type != FIREWALL:
+            continue
+        try:
+            reach = _admin_reach(resource, forbidden)
+            if reach is not None:
+                networks.setdefault(_network_key(resource), []).append(reach)
+        except UnknownValueError as error:
+            unknown.append(error)
+    reported = False
+    for network, reaches in sorted(networks.items()):
+        for version, everything in _EVERYTHING:
+            # The rules that cover the family together, for each admin port; one violation per
+            # set of rules (halves that open 22 and 6443 alike are one finding, not two).
+            ports_by_rules: dict[tuple[_AdminReach, ...], list[int]] = {}
+            for port in forbidden:
+                rules = tuple(
+                    r for r in reaches if port in r.ports and not r.covers(version)
+                    and any(n.version == version for n in r.nets)
+                )
+                if len(rules) > 1 and _covers([n for r in rules for n in r.nets], version):
+                    ports_by_rules.setdefault(_irreducible(rules, version), []).append(port)
+            for rules, ports in ports_by_rules.items():
+                named = "; ".join(f"{r.name} ({', '.join(r.ranges)})" for r in rules)
+                report(
+                    f"firewall rules on network {network} together let {everything} reach TCP "
+                    f"{', '.join(str(p) for p in ports)}, which none of them does alone: {named}; restrict their "
+                    f"sourceRanges to the admin CIDRs (kubeadm-cluster:adminCidrs), or set {ALLOW_WORLD_KEY}: "
+                    f"true in the stack if admin access from anywhere is intended",
+                    None,
+                )
+                reported = True
+    if unknown and not reported:
+        raise unknown[0]
 
 
 # --- Dashboard Services ----------------------------------------------------------------
@@ -550,7 +752,17 @@ def _policy(
 
 _MIN = hardware.DEFAULT_MINIMUMS
 
-POLICIES = [
+#: The admin ports of both firewall policies (each policy has its own config, as CrossGuard wants).
+_FORBIDDEN_PORTS_SCHEMA: dict[str, dict[str, Any]] = {
+    "forbiddenPorts": {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "default": list(ADMIN_PORTS),
+        "description": "TCP ports never open to 0.0.0.0/0 or ::/0",
+    }
+}
+
+POLICIES: list[Policy] = [
     _policy(
         "node-machine-type-minimums",
         f"Nodes need at least {_MIN.vcpus:g} dedicated vCPUs and {_gb(_MIN.memory_mb):g} GB of memory "
@@ -592,14 +804,16 @@ POLICIES = [
         "(one range or several that cover it together), unless the stack sets allowAdminFromInternet",
         _validate_firewall,
         EnforcementLevel.MANDATORY,
-        {
-            "forbiddenPorts": {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "default": list(ADMIN_PORTS),
-                "description": "TCP ports never open to 0.0.0.0/0 or ::/0",
-            }
-        },
+        _FORBIDDEN_PORTS_SCHEMA,
+    ),
+    StackValidationPolicy(
+        name=FIREWALLS_TOGETHER_POLICY,
+        description="Firewall rules of one network must not open SSH (22), the API server (6443) or the kubelet "
+        "(10250) to the internet together (rule A 0.0.0.0/1, rule B 128.0.0.0/1), unless the stack sets "
+        "allowAdminFromInternet",
+        validate=_validate_firewalls_together,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(properties=_FORBIDDEN_PORTS_SCHEMA),
     ),
     _policy(
         "dashboard-not-exposed",

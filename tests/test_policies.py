@@ -21,11 +21,13 @@ from pulumi_policy.version import VERSION as PULUMI_POLICY_VERSION
 from components import hardware
 from tools.policy_client import (
     UNKNOWN,
+    UNKNOWN_ARRAY,
     UNKNOWN_NUMBER,
     PolicyPackProcess,
     Violation,
     analyze_resources,
     secret,
+    to_struct,
 )
 
 INSTANCE = "gcp:compute/instance:Instance"
@@ -40,6 +42,7 @@ DISK = "node-boot-disk-minimum"
 DISK_TYPE = "node-disk-type-supported"
 MEMORY_ADVICE = "node-memory-recommended"
 FIREWALL_POLICY = "firewall-no-public-admin-ports"
+FIREWALLS_TOGETHER = "firewalls-together-no-public-admin-ports"
 DASHBOARD = "dashboard-not-exposed"
 KUBECONFIG = "kubeconfig-is-secret"
 
@@ -153,6 +156,7 @@ def test_pack_serves_analyzer_info_with_policies_levels_and_config_schema(pack: 
         DISK_TYPE: analyzer_pb2.MANDATORY,
         MEMORY_ADVICE: analyzer_pb2.ADVISORY,
         FIREWALL_POLICY: analyzer_pb2.MANDATORY,
+        FIREWALLS_TOGETHER: analyzer_pb2.MANDATORY,
         DASHBOARD: analyzer_pb2.MANDATORY,
         KUBECONFIG: analyzer_pb2.MANDATORY,
     }, levels
@@ -168,6 +172,7 @@ def test_config_defaults_are_the_hardware_truth(pack: PolicyPackProcess) -> None
     assert config[DISK]["minDiskGb"] == minimums.disk_gb, config[DISK]
     assert config[MEMORY_ADVICE]["recommendedMemoryGb"] * 1024 == minimums.recommended_memory_mb
     assert sorted(config[FIREWALL_POLICY]["forbiddenPorts"]) == [22, 6443, 10250]
+    assert config[FIREWALLS_TOGETHER]["forbiddenPorts"] == config[FIREWALL_POLICY]["forbiddenPorts"], config
 
 
 # --- Hardware --------------------------------------------------------------------------
@@ -431,6 +436,250 @@ def test_stack_that_allows_admin_from_the_internet_passes_the_firewall_policy(co
         assert_blocked(violations, FIREWALL_POLICY, "TCP 22")
 
 
+# --- Firewalls together (the stack policy) ------------------------------------------------
+#
+# Issue 13: rule A with 0.0.0.0/1 and rule B with 128.0.0.0/1, both allowing TCP 22, passed the
+# pack: the per-resource policy sees one rule at a time. The stack policy unites the rules'
+# source ranges per network, admin port and IP family (AnalyzeStack, as the engine sends it).
+
+
+def admin_rule(
+    name: str, ranges: Any, ports: list[str] | None = None, *, network: Any = "kubeadm",
+    protocol: str = "tcp", **props: Any,
+) -> dict[str, Any]:
+    """An ingress firewall rule as the engine sends it (props are the rule's wire names)."""
+    allow: dict[str, Any] = {"protocol": protocol}
+    if ports is not None or protocol == "tcp":
+        allow["ports"] = ["22"] if ports is None else ports
+    body: dict[str, Any] = {"network": network, "direction": "INGRESS", "sourceRanges": ranges, "allows": [allow]}
+    return resource(FIREWALL, name, {**body, **props})
+
+
+HALVES = [admin_rule("admin-low", ["0.0.0.0/1"]), admin_rule("admin-high", ["128.0.0.0/1"])]
+
+SELF_LINK = "https://www.googleapis.com/compute/v1/projects/my-gcp-project/global/networks/kubeadm"
+
+#: Rule sets that open an admin port to the whole internet only together: (id, rules, fragments
+#: the one violation must hold).
+TOGETHER = [
+    ("halves", HALVES, ["admin-low (0.0.0.0/1)", "admin-high (128.0.0.0/1)", "0.0.0.0/0 reach TCP 22,"]),
+    (
+        "quarters in four rules",
+        [admin_rule(f"q{i}", [f"{i * 64}.0.0.0/2"]) for i in range(4)],
+        ["q0 (0.0.0.0/2); q1 (64.0.0.0/2); q2 (128.0.0.0/2); q3 (192.0.0.0/2)", "TCP 22,"],
+    ),
+    (
+        "IPv6 halves",
+        [admin_rule("v6-low", ["::/1"]), admin_rule("v6-high", ["8000::/1", "203.0.113.0/24"])],
+        ["::/0 reach TCP 22,", "v6-low (::/1)", "v6-high (8000::/1, 203.0.113.0/24)"],
+    ),
+    (
+        # The network by name, by id (the program's vpc.id) and by self link (the state's output).
+        "one network three spellings",
+        [
+            admin_rule("by-name", ["0.0.0.0/2", "64.0.0.0/2"]),
+            admin_rule("by-id", ["128.0.0.0/2"], network="projects/my-gcp-project/global/networks/kubeadm"),
+            admin_rule("by-link", ["192.0.0.0/2"], network=SELF_LINK),
+        ],
+        ["network kubeadm", "by-name", "by-id", "by-link"],
+    ),
+    (
+        "a port range, and a protocol-all rule",
+        [admin_rule("range", ["0.0.0.0/1"], ["20-30"]), admin_rule("everything", ["128.0.0.0/1"], protocol="all")],
+        ["reach TCP 22,", "range (0.0.0.0/1)", "everything (128.0.0.0/1)"],
+    ),
+    (
+        "both admin ports in both halves: one finding",
+        [admin_rule("low", ["0.0.0.0/1"], ["22", "6443"]), admin_rule("high", ["128.0.0.0/1"], ["6443", "22"])],
+        ["reach TCP 22, 6443,"],
+    ),
+    (
+        # Ignored on purpose (the policy's docstring): a deny of higher priority, different targets.
+        "a deny rule of higher priority does not count",
+        [
+            *HALVES,
+            resource(FIREWALL, "deny-ssh", {"network": "kubeadm", "direction": "INGRESS", "priority": 0,
+                                            "sourceRanges": ["0.0.0.0/0"],
+                                            "denies": [{"protocol": "tcp", "ports": ["22"]}]}),
+        ],
+        ["admin-low", "admin-high"],
+    ),
+    (
+        "rules aimed at different targets are united",
+        [admin_rule("cp", ["0.0.0.0/1"], targetTags=["cp"]), admin_rule("workers", ["128.0.0.0/1"], targetTags=["w"])],
+        ["cp (0.0.0.0/1); workers (128.0.0.0/1)"],
+    ),
+    (
+        # A rule whose ranges the others cover anyway (the node-to-node rule) is not what opens it.
+        "halves and a private range",
+        [*HALVES, admin_rule("internal", ["10.240.0.0/24", "10.32.0.0/12"], protocol="all")],
+        ["admin-high (128.0.0.0/1); admin-low (0.0.0.0/1);"],
+    ),
+    (
+        # The rule open on its own is the per-resource policy's finding; the halves still are this one's.
+        "halves next to a rule open alone",
+        [*HALVES, admin_rule("open", ["0.0.0.0/0"])],
+        ["admin-low (0.0.0.0/1)", "admin-high (128.0.0.0/1)"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "says"), [(r, s) for _, r, s in TOGETHER], ids=[i for i, _, _ in TOGETHER])
+def test_firewall_rules_that_open_admin_ports_to_the_internet_together_are_blocked(
+    pack: PolicyPackProcess, rules: list[dict[str, Any]], says: list[str]
+) -> None:
+    violations = pack.analyze_stack(rules)
+    found = of(violations, FIREWALLS_TOGETHER, "mandatory")
+    assert len(found) == 1, f"expected one MANDATORY {FIREWALLS_TOGETHER} violation:\n{listing(violations)}"
+    assert_blocked(violations, FIREWALLS_TOGETHER, *says, "allowAdminFromInternet", "kubeadm-cluster:adminCidrs")
+    assert "open (" not in found[0].message, f"the rule open alone is named again:\n{found[0].message}"
+    assert "internal (" not in found[0].message, f"a rule not needed for the cover is named:\n{found[0].message}"
+
+
+def test_each_half_alone_passes_the_per_resource_policy_which_stays_as_it_is(pack: PolicyPackProcess) -> None:
+    """What the auditor found: every rule passes on its own, so only the stack policy can see it."""
+    for rule in HALVES:
+        violations = pack.analyze(rule)
+        assert not of(violations, FIREWALL_POLICY), listing(violations)
+    assert_blocked(pack.analyze(admin_rule("open", ["0.0.0.0/0"])), FIREWALL_POLICY, "open lets 0.0.0.0/0 reach TCP 22")
+
+
+#: Rule sets that do not open an admin port to the whole internet: (id, rules).
+NOT_TOGETHER = [
+    ("two networks", [admin_rule("a", ["0.0.0.0/1"]), admin_rule("b", ["128.0.0.0/1"], network="other")]),
+    (
+        "two networks by self link",
+        [admin_rule("a", ["0.0.0.0/1"], network=SELF_LINK), admin_rule("b", ["128.0.0.0/1"], network=SELF_LINK + "-2")],
+    ),
+    ("one disabled", [admin_rule("a", ["0.0.0.0/1"]), admin_rule("b", ["128.0.0.0/1"], disabled=True)]),
+    ("one egress", [admin_rule("a", ["0.0.0.0/1"]), admin_rule("b", ["128.0.0.0/1"], direction="EGRESS")]),
+    (
+        "22 on one, 6443 on the other",
+        [admin_rule("a", ["0.0.0.0/1"], ["22"]), admin_rule("b", ["128.0.0.0/1"], ["6443"])],
+    ),
+    ("UDP on one", [admin_rule("a", ["0.0.0.0/1"]), admin_rule("b", ["128.0.0.0/1"], ["22"], protocol="udp")]),
+    ("a gap left", [admin_rule("a", ["0.0.0.0/1"]), admin_rule("b", ["128.0.0.0/2", "192.0.0.0/3"])]),
+    ("other ports", [admin_rule("a", ["0.0.0.0/1"], ["80", "443"]), admin_rule("b", ["128.0.0.0/1"], ["80"])]),
+    (
+        # Source tags admit the network's own instances, not the internet.
+        "tags, not ranges",
+        [admin_rule("a", ["0.0.0.0/1"]), resource(FIREWALL, "b", {"network": "kubeadm", "sourceTags": ["node"],
+                                                                   "allows": [{"protocol": "tcp", "ports": ["22"]}]})],
+    ),
+    ("v4 half and v6 half", [admin_rule("a", ["0.0.0.0/1"]), admin_rule("b", ["8000::/1"])]),
+    # A rule open alone is the per-resource policy's finding (tested above), not repeated here.
+    ("one rule open alone", [admin_rule("open", ["0.0.0.0/0"]), admin_rule("b", ["128.0.0.0/1"])]),
+]
+
+
+@pytest.mark.parametrize("rules", [r for _, r in NOT_TOGETHER], ids=[i for i, _ in NOT_TOGETHER])
+def test_firewall_rules_that_do_not_open_admin_ports_together_pass(
+    pack: PolicyPackProcess, rules: list[dict[str, Any]]
+) -> None:
+    violations = pack.analyze_stack(rules)
+    assert not of(violations, FIREWALLS_TOGETHER), listing(violations)
+
+
+def test_the_stack_policy_honours_allow_admin_from_internet() -> None:
+    """The same escape hatch as the per-resource policy: the stack's allowAdminFromInternet."""
+    with PolicyPackProcess(stack_config={"kubeadm-cluster:allowAdminFromInternet": "true"}) as process:
+        process.configure_stack()
+        process.configure()
+        violations = process.analyze_stack(HALVES)
+        assert not of(violations, FIREWALLS_TOGETHER), listing(violations)
+    with PolicyPackProcess(stack_config={"kubeadm-cluster:allowAdminFromInternet": "false"}) as process:
+        process.configure_stack()
+        process.configure()
+        assert_blocked(process.analyze_stack(HALVES), FIREWALLS_TOGETHER, "admin-low", "admin-high")
+
+
+def test_the_stack_policy_takes_its_admin_ports_from_its_config(default_config: PolicyPackProcess) -> None:
+    pack = default_config
+    rules = [admin_rule("a", ["0.0.0.0/1"], ["8080"]), admin_rule("b", ["128.0.0.0/1"], ["8000-9000"])]
+    assert not of(pack.analyze_stack(rules), FIREWALLS_TOGETHER)
+    pack.configure({FIREWALLS_TOGETHER: {"forbiddenPorts": [8080]}})
+    assert_blocked(pack.analyze_stack(rules), FIREWALLS_TOGETHER, "reach TCP 8080,")
+
+
+# Unknown values: in the first preview the VPC's id (each rule's ``network``) is not known yet.
+
+
+def stack_request(
+    rules: list[dict[str, Any]], network_sources: dict[str, list[str]]
+) -> analyzer_pb2.AnalyzeStackRequest:
+    """An AnalyzeStack request with each rule's property dependency on ``network`` (rule name ->
+    URNs), as the engine sends it (pulumi/pulumi pkg/resource/deploy/step_generator.go,
+    AnalyzeResources: PropertyDependencies); tools/policy_client.py sends none."""
+    request = analyzer_pb2.AnalyzeStackRequest()
+    for rule in rules:
+        message = analyzer_pb2.AnalyzerResource(
+            type=rule["type"], urn=rule["urn"], name=rule["name"], properties=to_struct(rule["props"])
+        )
+        if rule["name"] in network_sources:
+            message.propertyDependencies["network"].CopyFrom(
+                analyzer_pb2.AnalyzerPropertyDependencies(urns=network_sources[rule["name"]])
+            )
+        request.resources.append(message)
+    return request
+
+
+def vpc(name: str, vpc_name: Any) -> dict[str, Any]:
+    return resource("gcp:compute/network:Network", name, {"name": vpc_name, "autoCreateSubnetworks": False})
+
+
+def test_unknown_networks_are_placed_by_the_network_they_depend_on(pack: PolicyPackProcess) -> None:
+    one, two = vpc("cluster-vpc", "dev-vpc"), vpc("other-vpc", "other")
+    rules = [admin_rule("low", ["0.0.0.0/1"], network=UNKNOWN), admin_rule("high", ["128.0.0.0/1"], network=UNKNOWN)]
+    same = pack.stub.AnalyzeStack(stack_request([one, two, *rules], {"low": [one["urn"]], "high": [one["urn"]]}))
+    messages = [d.message for d in same.diagnostics if d.policyName == FIREWALLS_TOGETHER
+                and d.enforcementLevel == analyzer_pb2.MANDATORY]
+    assert len(messages) == 1 and "network dev-vpc" in messages[0], list(same.diagnostics)
+    apart = pack.stub.AnalyzeStack(stack_request([one, two, *rules], {"low": [one["urn"]], "high": [two["urn"]]}))
+    assert not [d for d in apart.diagnostics if d.enforcementLevel == analyzer_pb2.MANDATORY], list(apart.diagnostics)
+    # The network's name unknown too: its URN places the rules.
+    hidden = vpc("cluster-vpc", UNKNOWN)
+    again = pack.stub.AnalyzeStack(stack_request([hidden, *rules], {"low": [hidden["urn"]], "high": [hidden["urn"]]}))
+    assert [d for d in again.diagnostics if d.enforcementLevel == analyzer_pb2.MANDATORY], list(again.diagnostics)
+
+
+def test_an_unreadable_rule_in_preview_is_an_advisory_unless_the_known_rules_cover_the_internet(
+    pack: PolicyPackProcess,
+) -> None:
+    unplaced = [admin_rule("low", ["0.0.0.0/1"]), admin_rule("high", ["128.0.0.0/1"], network=UNKNOWN)]
+    violations = pack.analyze_stack(unplaced)
+    assert_no_mandatory(violations)
+    notes = of(violations, FIREWALLS_TOGETHER, "advisory")
+    assert notes and "can't be known during preview" in notes[0].message, listing(violations)
+    # Unknown rules could only add to what the known ones open: known halves are a violation still.
+    extra = admin_rule("computed", UNKNOWN_ARRAY)
+    assert_blocked(pack.analyze_stack([*HALVES, extra]), FIREWALLS_TOGETHER, "admin-low", "admin-high")
+
+
+def test_the_plan_check_chain_reports_the_program_firewalls_that_open_admin_ports_together() -> None:
+    """tools/plan_check sends every resource through AnalyzeStack too (analyze_resources): the
+    program's own admin rule split in two rules that cover the internet is a FAIL."""
+    import copy
+
+    from tests.conftest import stack_config
+    from tools import mock_engine, plan_check
+
+    plan = mock_engine.run_program(stack_config())
+    assert plan.error is None, plan.error
+    resources = copy.deepcopy(plan_check._resources(plan))
+    admin = next(r for r in resources if r["type"] == FIREWALL and r["name"].endswith("-admin"))
+    admin["props"]["sourceRanges"] = ["0.0.0.0/1"]
+    other = copy.deepcopy(admin)
+    other.update(name=admin["name"] + "-2", urn=admin["urn"] + "-2")
+    other["props"]["sourceRanges"] = ["128.0.0.0/1"]
+    violations = analyze_resources([*resources, other])
+    assert_blocked(violations, FIREWALLS_TOGETHER, admin["name"], other["name"], "TCP 22, 6443,")
+    assert "-internal (" not in of(violations, FIREWALLS_TOGETHER)[0].message, listing(violations)
+    assert not of(violations, FIREWALL_POLICY), listing(violations)
+    summary = plan_check.summarize("dev", plan, violations)
+    assert f"MANDATORY {FIREWALLS_TOGETHER}" in summary and summary.rstrip().endswith("-> FAIL"), summary
+    assert_no_mandatory(analyze_resources(resources, stack_config={}))  # the untouched program passes
+
+
 # --- Dashboard Services ----------------------------------------------------------------
 
 
@@ -519,7 +768,9 @@ def test_analyze_resources_runs_every_resource_through_a_fresh_pack() -> None:
         analyze_resources(resources, {"no-such-policy": {"x": 1}})
 
 
-def test_analyze_stack_has_no_stack_policies(pack: PolicyPackProcess) -> None:
+def test_analyze_stack_reports_nothing_on_a_stack_without_firewalls(pack: PolicyPackProcess) -> None:
+    """The one stack policy (firewalls-together-no-public-admin-ports) reads firewalls only: the
+    resource policies' findings are not repeated by AnalyzeStack."""
     assert pack.analyze_stack([instance("e2-small"), k8s_provider(KUBECONFIG_TEXT)]) == []
 
 
