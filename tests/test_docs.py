@@ -52,6 +52,38 @@ def test_pulumi_yaml_documents_every_key() -> None:
     )
 
 
+def test_control_plane_counts_in_the_docs_are_the_models() -> None:
+    """Every count of control planes the docs list (Pulumi.yaml's descriptions, the READMEs) is
+    the model's ``CONTROL_PLANE_COUNTS``: all of them (``count 1, 3, 5 or 7``) or the HA ones
+    (``apiLoadBalancer required with 3, 5 or 7``)."""
+    from components.config import CONTROL_PLANE_COUNTS
+
+    def listed(counts: tuple[int, ...], comma: str, word: str) -> str:
+        *head, last = (str(count) for count in counts)
+        return f"{comma.join(head)}{word}{last}"
+
+    allowed = {(comma, word): {listed(CONTROL_PLANE_COUNTS, comma, word), listed(CONTROL_PLANE_COUNTS[1:], comma, word)}
+               for comma, word in ((", ", " or "), ("、", " 或 "))}
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text(encoding="utf-8"))
+    texts = [(f"Pulumi.yaml {key}", str(entry.get("description", ""))) for key, entry in project["template"]["config"].items()
+             if key in (f"{NAMESPACE}:controlPlane", f"{NAMESPACE}:existingHosts")]
+    assert len(texts) == 2, "Pulumi.yaml no longer describes controlPlane and existingHosts"
+    for readme in ("README.md", "README.zh-CN.md"):
+        text = (ROOT / readme).read_text(encoding="utf-8")
+        # A list of numbers close before "control plane(s)" / "控制平面", or after "count".
+        texts += [(readme, m.group(0)) for m in re.finditer(r"[^\n]{0,80}(control[- ]planes?|控制平面)[^\n]{0,10}", text)]
+    wrong = []
+    for where, text in texts:
+        for comma, word in allowed:
+            for found in re.findall(rf"\b\d+(?:{comma}\d+)*{word}\d+\b", text):
+                if found not in allowed[(comma, word)]:
+                    wrong.append(f"{where}: {found!r} in {text!r}")
+    assert not wrong, (
+        f"control-plane counts in the docs differ from components/config.py CONTROL_PLANE_COUNTS {CONTROL_PLANE_COUNTS}:\n  "
+        + "\n  ".join(wrong)
+    )
+
+
 def test_readme_test_command_is_what_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -676,7 +676,7 @@ def test_the_plan_check_chain_reports_the_program_firewalls_that_open_admin_port
     assert "-internal (" not in of(violations, FIREWALLS_TOGETHER)[0].message, listing(violations)
     assert not of(violations, FIREWALL_POLICY), listing(violations)
     summary = plan_check.summarize("dev", plan, violations)
-    assert f"MANDATORY {FIREWALLS_TOGETHER}" in summary and summary.rstrip().endswith("-> FAIL"), summary
+    assert f"MANDATORY {FIREWALLS_TOGETHER} on the stack: " in summary and summary.rstrip().endswith("-> FAIL"), summary
     assert_no_mandatory(analyze_resources(resources, stack_config={}))  # the untouched program passes
 
 

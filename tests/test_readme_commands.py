@@ -338,3 +338,58 @@ def test_the_localvm_cli_documents_resume() -> None:
     result = subprocess.run([sys.executable, "-m", "components.machines.localvm", "resume", "--help"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0 and "--dir" in result.stdout, result.stdout + result.stderr
+
+
+def _readme_modules() -> list[str]:
+    """The project's modules the READMEs run with ``python -m`` (tools.*, components.*)."""
+    found = {module for readme in READMES for command in readme_commands(readme)
+             for module in re.findall(r"-m ((?:tools|components)(?:\.\w+)+)", command)}
+    return sorted(found)
+
+
+@pytest.mark.parametrize("module", _readme_modules())
+def test_every_readme_module_help_prints_its_whole_description(module: str) -> None:
+    """`python -m <module> --help` shows the whole first paragraph of the docstring of what runs (the
+    module, or a package's ``__main__.py``): a description cut at the docstring's first line ended
+    `tools.benchmark`'s mid-sentence."""
+    import ast
+
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = ROOT / module.replace(".", "/") / "__main__.py"
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    first = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    assert first, f"{module} has no docstring to describe it"
+    result = subprocess.run([str(VENV_PYTHON), "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "usage:" in result.stdout, f"{module} --help failed:\n{result.stdout}\n{result.stderr}"
+    shown = " ".join(result.stdout.split())
+    assert first in shown, (
+        f"`python -m {module} --help` does not show its whole description {first!r}:\n{result.stdout}"
+    )
+
+
+def test_plan_check_of_one_stack_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """`venv/bin/python -m tools.plan_check prod` (or `Pulumi.prod.yaml`): that one stack, the verdict last."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "`venv/bin/python -m tools.plan_check prod` (or `Pulumi.prod.yaml`," in text, "the README's one-stack example changed"
+    for argument in ("prod", "Pulumi.prod.yaml"):
+        assert plan_check.main([argument]) == 0, capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert re.findall(r"^== stack (\S+):", out, re.M) == ["prod"], out
+        assert out.rstrip("\n").splitlines()[-1] == "plan check: passed", f"the verdict is not the last line:\n{out}"
+
+
+@pytest.mark.parametrize("readme", READMES)
+def test_benchmark_table_header_is_what_the_benchmark_prints(readme: str, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The header of the README's Speed table is the benchmark's (the rows are compared above)."""
+    monkeypatch.setattr(benchmark, "row", lambda workers, runs=1: f"| {workers} |")
+    assert benchmark.main([]) == 0
+    printed = capsys.readouterr().out.splitlines()[:2]
+    lines = (ROOT / readme).read_text(encoding="utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if re.fullmatch(BENCHMARK_ROW, line)), None)
+    assert start is not None and start >= 2, f"{readme} shows no benchmark table"
+    assert readme != "README.md" or lines[start - 2 : start] == printed, (
+        f"{readme}'s benchmark table header {lines[start - 2 : start]} is not what the benchmark prints {printed}"
+    )
+    assert len(lines[start - 2].split("|")) == len(printed[0].split("|")), f"{readme}: the table has other columns than the benchmark"

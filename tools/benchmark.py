@@ -1,8 +1,8 @@
 """Benchmark under the mock engine: what a new stack registers and runs, and what a day-two change
 runs (two program runs compared).
 
-    python -m tools.benchmark            # 2 and 60 workers
-    python -m tools.benchmark 5 20       # other worker counts
+    venv/bin/python -m tools.benchmark            # 2 and 60 workers
+    venv/bin/python -m tools.benchmark 5 20       # other worker counts
 
 For each worker count: resources registered, the size of their inputs (what the state keeps, and
 pulumi-command keeps its inputs again in its outputs), the longest chain of remote steps of a new
@@ -143,7 +143,10 @@ def row(workers: int, runs: int = 1) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.benchmark", description=(__doc__ or "").splitlines()[0])
+    # The whole docstring, as written: its first sentence alone spans two lines.
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("workers", nargs="*", type=int, help="worker counts to measure (default: 2 60)")
     counts = parser.parse_args(argv).workers or [2, 60]
     if any(count < 0 for count in counts):

@@ -1,14 +1,16 @@
 """Offline plan check: every committed stack, under the mock engine, through the policy pack.
 
-    python -m tools.plan_check                 # every Pulumi.<stack>.yaml
-    python -m tools.plan_check dev             # one stack (or its file: Pulumi.dev.yaml)
-    python -m tools.plan_check --policy-config prod-policy.json prod
+    venv/bin/python -m tools.plan_check                 # every Pulumi.<stack>.yaml
+    venv/bin/python -m tools.plan_check dev             # one stack (or its file: Pulumi.dev.yaml, as given)
+    venv/bin/python -m tools.plan_check --policy-config prod-policy.json prod
 
 No cloud credentials and no Pulumi CLI: the real program runs under Pulumi's mocks
 (``tools.mock_engine``), every resource it registers is sent to the CrossGuard pack in
 ``policies/`` over the Analyzer gRPC protocol the engine uses (``tools.policy_client``),
 and a readable plan summary is printed, the verdict on its last line. Exits 1 when a stack's
 config is invalid or any mandatory policy is violated; advisories are printed and do not fail.
+A stack file that is not valid YAML and a policy config that is missing, not JSON or weaker
+than the pack's minimums fail the same way: one message naming the file, then the verdict.
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tools.mock_engine import Plan, config_from_stack_file, engine_config, iter_stack_files, run_program, stack_file
-from tools.policy_client import Violation, analyze_resources
+import yaml
+
+from tools.mock_engine import Plan, engine_config, iter_stack_files, run_program, stack_file
+from tools.policy_client import PolicyPackProcess, Violation, analyze_resources
 
 #: Stack config keys that Pulumi keeps encrypted; a committed stack file holds them as ciphertext.
 SECRET_PLACEHOLDER = "<secret>"
 #: An encrypted part of an object (``pulumi config set --secret --path mirrors.x``): every such
 #: field is a mirror URL today; ``kubernetesPackages`` needs its ``{minor}``.
 SECRET_URL_PLACEHOLDER = "https://encrypted.invalid/"
+
+
+class InputFileError(ValueError):
+    """A stack file or policy config that cannot be read: the message names the file."""
 
 
 def _resources(plan: Plan) -> list[dict[str, Any]]:
@@ -64,6 +72,35 @@ def _without_ciphertext(value: Any, field: str = "") -> tuple[Any, bool]:
     return value, False
 
 
+def _yaml_error(path: Path, error: yaml.YAMLError) -> InputFileError:
+    """``path`` is not valid YAML: where (1-based line and column, as editors count) and why."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return InputFileError(f"{path}{where}: not valid YAML: {problem}")
+
+
+def config_from_stack_file(path: Path) -> dict[str, Any]:
+    """The ``config:`` block of a stack file (as ``tools.mock_engine.config_from_stack_file``), or
+    an :class:`InputFileError` naming the file (and the line) when it is not a stack file's YAML."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        raise _yaml_error(path, error) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise InputFileError(f"{path}: not a stack file: expected a mapping with a config: block, found {type(document).__name__}")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise InputFileError(f"{path}: config: must be a mapping of keys to values, found {type(config).__name__}")
+    return dict(config)
+
+
 def _stack_config(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The stack file's config; encrypted values (``{secure: ...}``) become placeholders, and
     their keys are secret keys (as the CLI reports an object holding an encrypted part)."""
@@ -81,17 +118,36 @@ def _stack_config(path: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def stack_argument(argument: str) -> tuple[str, Path]:
-    """A stack named on the command line: ``dev``, or its file ``Pulumi.dev.yaml`` (a path too)."""
+    """A stack named on the command line: ``dev`` (its committed ``Pulumi.dev.yaml``), or a stack
+    file ``Pulumi.dev.yaml`` (a path too), used as given: a file that is not there is reported,
+    never swapped for the committed stack of the same name."""
     name = Path(argument).name
-    if name.startswith("Pulumi.") and name.endswith((".yaml", ".yml")) and name.count(".") == 2:
-        stack = name.split(".")[1]
-        path = Path(argument) if Path(argument).exists() else stack_file(stack)
-        return stack, path
+    if name.startswith("Pulumi.") and name.endswith(".yml") and len(name) > len("Pulumi..yml"):
+        # The CLI names a stack's file after the project file's extension (pulumi/pulumi
+        # sdk/go/common/workspace/paths.go, ProjectStackPath): Pulumi.yaml here, so it never
+        # reads a Pulumi.<stack>.yml, and checking one would prove nothing.
+        stack = name[len("Pulumi.") : -len(".yml")]
+        raise ValueError(
+            f"{argument!r}: Pulumi reads this project's stack settings only from Pulumi.<stack>.yaml "
+            f"(the project file is Pulumi.yaml), never .yml: rename it to Pulumi.{stack}.yaml, "
+            f"or give the stack name ({stack})"
+        )
+    if name == "Pulumi.yaml":
+        raise ValueError(f"{argument!r} is the project file; give a stack name (dev) or a stack file (Pulumi.dev.yaml)")
+    if name.startswith("Pulumi.") and name.endswith(".yaml"):
+        return name[len("Pulumi.") : -len(".yaml")], Path(argument)
     if name.endswith((".yaml", ".yml")) or "/" in argument:
         raise ValueError(
             f"{argument!r} is neither a stack name (dev) nor a stack file (Pulumi.dev.yaml)"
         )
     return argument, stack_file(argument)
+
+
+def _bullet(text: str, indent: str = "  ") -> str:
+    """``text`` as one bullet of the report: its further lines (a policy message's details, a
+    multi-line warning) indented under the first, so no line starts at column 0."""
+    first, *rest = text.strip().splitlines() or [""]
+    return "\n".join([indent + first, *(f"{indent}    {line.rstrip()}" for line in rest if line.strip())])
 
 
 def summarize(stack: str, plan: Plan, violations: list[Violation]) -> str:
@@ -107,20 +163,23 @@ def summarize(stack: str, plan: Plan, violations: list[Violation]) -> str:
     if plan.secret_outputs:
         lines.append(f"  secret outputs: {', '.join(sorted(plan.secret_outputs))}")
     for warning in plan.warnings:
-        lines.append(f"  warning: {warning}")
+        lines.append(_bullet(f"warning: {warning}"))
     mandatory = [v for v in violations if v.mandatory]
     advisory = [v for v in violations if not v.mandatory]
     for v in mandatory:
-        lines.append(f"  MANDATORY {v.policy} on {v.resource or v.urn}: {v.message.strip()}")
+        lines.append(_bullet(f"MANDATORY {v.policy} on {v.resource or v.urn or 'the stack'}: {v.message}"))
     for v in advisory:
-        lines.append(f"  advisory  {v.policy} on {v.resource or v.urn}: {v.message.strip()}")
+        lines.append(_bullet(f"advisory  {v.policy} on {v.resource or v.urn or 'the stack'}: {v.message}"))
     verdict = "FAIL" if mandatory else "ok"
     lines.append(f"  policy pack: {len(mandatory)} mandatory, {len(advisory)} advisory -> {verdict}")
     return "\n".join(lines)
 
 
 def check_stack(stack: str, path: Path, policy_config: dict[str, Any] | None = None) -> tuple[bool, str]:
-    config, secret_keys = _stack_config(path)
+    try:
+        config, secret_keys = _stack_config(path)
+    except InputFileError as error:
+        return False, f"== stack {stack}: invalid ==\ninvalid stack file: {error}"
     plan = run_program(config, stack=stack, secret_keys=secret_keys)
     if plan.error is not None:
         return False, f"== stack {stack}: invalid ==\n{plan.error}"
@@ -130,12 +189,46 @@ def check_stack(stack: str, path: Path, policy_config: dict[str, Any] | None = N
     return not any(v.mandatory for v in violations), summarize(stack, plan, violations)
 
 
+def read_policy_config(path: Path) -> dict[str, Any]:
+    """A ``--policy-pack-config`` file, checked as the engine would before any stack runs: JSON, an
+    object of policy name -> enforcement level or settings, and no weaker than the pack allows
+    (the pack's config schema: its minimums). An :class:`InputFileError` names the file."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}") from None
+    if not isinstance(config, dict):
+        raise InputFileError(f"{path}: a policy pack config is a JSON object (policy name -> settings), found {type(config).__name__}")
+    wrong = [name for name, value in config.items() if not isinstance(value, (str, dict))]
+    if wrong:
+        raise InputFileError(f"{path}: {', '.join(wrong)}: expected an enforcement level (text) or an object of settings")
+    try:
+        with PolicyPackProcess() as pack:
+            pack.engine_config(config)
+    except ValueError as error:
+        raise InputFileError(f"{path}: {str(error).removeprefix('invalid policy pack config: ')}") from None
+    return config
+
+
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.plan_check", description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.plan_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--policy-config", type=Path, help="a policy-pack config JSON file (as --policy-pack-config)")
     parser.add_argument("stacks", nargs="*", help="stack names or stack files (default: every committed Pulumi.<stack>.yaml)")
     args = parser.parse_args(argv)
-    policy_config = json.loads(args.policy_config.read_text()) if args.policy_config else None
+    policy_config = None
+    if args.policy_config:
+        try:
+            policy_config = read_policy_config(args.policy_config)
+        except InputFileError as error:
+            # stdout, like every report: the verdict stays the last line.
+            print(f"invalid policy config: {error}\nplan check: FAILED", flush=True)
+            return 1
     try:
         stacks = [stack_argument(name) for name in args.stacks] if args.stacks else list(iter_stack_files())
     except ValueError as error:
@@ -147,7 +240,8 @@ def main(argv: list[str]) -> int:
     for name, path in stacks:
         if not path.exists():
             # stdout, like every report: the verdict below stays the last line.
-            print(f"== stack {name}: no {path.name} (a stack file next to Pulumi.yaml) ==", flush=True)
+            missing = f"no {path.name} (a stack file next to Pulumi.yaml)" if path == stack_file(name) else f"no such file: {path}"
+            print(f"== stack {name}: {missing} ==", flush=True)
             ok = False
             continue
         passed, report = check_stack(name, path, policy_config)
