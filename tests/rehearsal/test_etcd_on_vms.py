@@ -92,7 +92,10 @@ def etcd_get(rehearsal: Rehearsal, *keys: str) -> dict[str, str]:
 
 
 def backup_files(rehearsal: Rehearsal, reason: str) -> list[str]:
-    return sorted(on_cp(rehearsal, f"find {BACKUPS} -maxdepth 1 -name 'etcd-{NODE}-*-{reason}.tar.gz' -printf '%f\\n'").split())
+    """The backups of ``reason`` on the control plane (none while no snapshot made the directory:
+    this module run alone, before the timer or an upgrade took one)."""
+    return sorted(on_cp(rehearsal, f"if [[ -d {BACKUPS} ]]; then find {BACKUPS} -maxdepth 1 "
+                                   f"-name 'etcd-{NODE}-*-{reason}.tar.gz' -printf '%f\\n'; fi").split())
 
 
 def check_backup(rehearsal: Rehearsal, name: str) -> dict[str, str]:
