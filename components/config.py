@@ -14,12 +14,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from components import hardware, versions
+from components import hardware, systemd_calendar, versions
 
 NAMESPACE = "kubeadm-cluster"
 
@@ -29,6 +30,8 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 # No leading zeros (``1.36.04`` is no Kubernetes release and no pkgs.k8s.io package version).
 _VERSION = re.compile(r"^v?1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _FLAG_NAME = re.compile(r"^[a-z0-9][-a-z0-9.]*$")
+#: useradd(8)'s recommended login names (a trailing '$' for Samba machine accounts).
+_LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_-]*[$]?$")
 _TAINT = re.compile(r"^(?P<key>[^=:\s]+)(=(?P<value>[^:\s]*))?:(?P<effect>[A-Za-z]+)$")
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -159,8 +162,9 @@ class _Model(BaseModel):
 
 
 def _check_label_key(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    prefix, slash, name = key.rpartition("/")
+    # "/name": Kubernetes' IsQualifiedName refuses an empty prefix before the '/'.
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
         return f"label/taint key {key!r} has an invalid prefix (a DNS subdomain, like example.com)"
     if not name or len(name) > 63 or not _LABEL_NAME.match(name):
         return (
@@ -168,6 +172,36 @@ def _check_label_key(key: str) -> str | None:
             "or '.', starting and ending with an alphanumeric"
         )
     return None
+
+
+#: Label namespaces Kubernetes reserves for itself ("Well-Known Labels, Annotations and Taints",
+#: kubernetes.io/docs/reference/labels-annotations-taints: all of kubernetes.io and k8s.io, their
+#: subdomains too), and the two it leaves to administrators: node-role.kubernetes.io (the node
+#: roles kubectl shows) and node-restriction.kubernetes.io (the NodeRestriction admission plugin,
+#: kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#noderestriction: kept for
+#: admins to label Nodes for workload isolation; kubelets may not set it).
+RESERVED_LABEL_NAMESPACES = ("kubernetes.io", "k8s.io")
+ADMIN_LABEL_NAMESPACES = ("node-role.kubernetes.io", "node-restriction.kubernetes.io")
+
+
+def _reserved_label_problem(key: str) -> str | None:
+    """A node label key in a namespace Kubernetes reserves (``kubernetes.io/hostname``,
+    ``topology.kubernetes.io/zone``): the pool's labels are force-applied to the Node and would
+    override what the kubelet, kubeadm and the controllers set there."""
+    prefix, _, name = key.rpartition("/")
+    prefix = prefix.lower()
+    if not any(prefix == ns or prefix.endswith(f".{ns}") for ns in RESERVED_LABEL_NAMESPACES):
+        return None
+    if prefix == ADMIN_LABEL_NAMESPACES[0] or any(
+        prefix == ns or prefix.endswith(f".{ns}") for ns in ADMIN_LABEL_NAMESPACES[1:]
+    ):
+        return None
+    return (
+        f"label key {key!r} is in {prefix}, a namespace Kubernetes reserves for its own components (the kubelet, "
+        "kubeadm and the controllers set these labels; the pool's labels are forced onto the node): use a prefix "
+        f"of your own (e.g. example.com/{name}), or node-role.kubernetes.io/<role> or "
+        "node-restriction.kubernetes.io/<name>, which Kubernetes leaves to administrators"
+    )
 
 
 def _check_label_value(value: str) -> str | None:
@@ -275,8 +309,10 @@ class ControlPlaneConfig(_Model):
 
     @field_validator("count")
     @classmethod
-    def _odd_count(cls, value: int) -> int:
-        if value not in CONTROL_PLANE_COUNTS:
+    def _odd_count(cls, value: int, info: ValidationInfo) -> int:
+        # Own servers: the control planes are existingHosts.controlPlane (whose size is checked
+        # there); this count is ignored, and a warning says so.
+        if value not in CONTROL_PLANE_COUNTS and not _own_servers(info):
             raise ValueError(
                 f"control-plane count {value} is not allowed: use {_counts_text()} (an odd number keeps etcd quorum)"
             )
@@ -321,8 +357,8 @@ class WorkerPoolConfig(_Model):
 
     @field_validator("count")
     @classmethod
-    def _count(cls, value: int) -> int:
-        if value < 0 or value > 200:
+    def _count(cls, value: int, info: ValidationInfo) -> int:
+        if (value < 0 or value > 200) and not _own_servers(info):  # own servers: ignored (a warning)
             raise ValueError(f"pool count {value} is out of range: 0 to 200")
         return value
 
@@ -330,7 +366,7 @@ class WorkerPoolConfig(_Model):
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key, label in value.items():
-            for problem in (_check_label_key(key), _check_label_value(label)):
+            for problem in (_check_label_key(key), _reserved_label_problem(key), _check_label_value(label)):
                 if problem:
                     raise ValueError(problem)
         return value
@@ -466,12 +502,17 @@ class UpgradeConfig(_Model):
         return value
 
 
-#: systemd calendar shorthands (systemd.time(7)) accepted for ``backup.schedule``, besides full
-#: calendar expressions; ``minutely`` is left out on purpose (a snapshot a minute is no backup plan).
+#: systemd calendar shorthands (systemd.time(7)) suggested for ``backup.schedule``; every shorthand
+#: systemd knows passes but ``minutely`` (components/systemd_calendar.py and the interval rule decide).
 BACKUP_SCHEDULE_SHORTHANDS = ("hourly", "daily", "weekly", "monthly", "quarterly", "semiannually", "yearly")
-#: What a calendar expression may contain (digits, names, ``*,./:~-`` and spaces); the node checks it
-#: for real with ``systemd-analyze calendar`` before the timer is written (install-maintenance.sh).
+#: What a calendar expression may contain (digits, names, ``*,./:~-`` and spaces): the node refuses
+#: anything else too (install-maintenance.sh, before ``systemd-analyze calendar``), so time zones with
+#: ``_`` or ``+`` (America/New_York) cannot be used; UTC or e.g. Europe/Berlin can.
 _CALENDAR = re.compile(r"^[A-Za-z0-9*,./:~ -]{1,100}$")
+#: The least time between two scheduled etcd snapshots: closer ones only load etcd, and ``keep`` of
+#: them would cover a few minutes of history.
+BACKUP_MIN_INTERVAL_SECONDS = 300
+_SCHEDULE_HINT = "use hourly, daily, weekly or an expression like 'Mon..Fri 02:30', '*:0/15' or '*-*-* 00/6:00:00'"
 
 
 class BackupConfig(_Model):
@@ -494,14 +535,17 @@ class BackupConfig(_Model):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
+        # Checked as systemd will check it on the node, before any resource exists (a value the
+        # node refuses used to stop `pulumi up` half-way); surrounding spaces are not written.
         text = value.strip()
-        if text.lower() == "minutely":
-            raise ValueError("schedule 'minutely' would snapshot etcd every minute: use hourly or a calendar expression")
-        if text.lower() not in BACKUP_SCHEDULE_SHORTHANDS and not _CALENDAR.match(text):
+        if not _CALENDAR.match(text):
             raise ValueError(
-                f"schedule {value!r} is not a systemd calendar expression (systemd.time(7)): use "
-                f"{', '.join(BACKUP_SCHEDULE_SHORTHANDS[:3])} or e.g. '*-*-* 00/6:00:00'"
+                f"schedule {value!r} is not a systemd calendar expression (systemd.time(7)): only letters, "
+                f"digits, spaces and * , . / : ~ - (at most 100); {_SCHEDULE_HINT}"
             )
+        problem = systemd_calendar.repeating_schedule_problem(text, min_gap_seconds=BACKUP_MIN_INTERVAL_SECONDS)
+        if problem is not None:
+            raise ValueError(f"schedule {value!r} {problem}; {_SCHEDULE_HINT}")
         return text
 
     @field_validator("keep")
@@ -582,7 +626,32 @@ _REGISTRY_HOST = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d+)?$")
 def _check_url(value: str, what: str) -> str:
     if not _URL.match(value):
         raise ValueError(f"{what} {value!r} is not an http(s) URL")
+    problem = _userinfo_problem(value)
+    if problem:
+        raise ValueError(f"{what}: {problem}")
     return value.rstrip("/")
+
+
+def _userinfo_problem(url: str) -> str | None:
+    """Credentials whose '#', '?' or '/' is not percent-encoded (``https://u:p#w@host/``): the
+    authority ends at that character (RFC 3986, 3.2), so curl, containerd and helm see host ``u``
+    with port ``p`` and the password lands in a fragment, path or query; lib.sh's log redaction and
+    every tool would read the URL differently. Never quotes the URL (it may be a secret)."""
+    rest = url.partition("://")[2]
+    before_at, at, _ = rest.partition("@")
+    if not at:
+        return None
+    authority = re.split(r"[/?#]", before_at, maxsplit=1)[0]
+    if authority == before_at:
+        return None  # a clean user:password@ before the host
+    looks_like_password = ":" in authority and not authority.rpartition(":")[2].isdigit()
+    if not ("#" in before_at or "?" in before_at or looks_like_password):
+        return None  # an '@' in the path (https://host/@scope/pkg)
+    unencoded = [c for c in "#?/" if c in before_at]
+    return (
+        f"the user name or password before '@' holds an unencoded {', '.join(repr(c) for c in unencoded)}, which "
+        "ends the host part of a URL: percent-encode it (# as %23, ? as %3F, / as %2F)"
+    )
 
 
 class MirrorsConfig(_Model):
@@ -708,6 +777,18 @@ class ExistingHost(_Model):
     @classmethod
     def _address(cls, value: str) -> str:
         return _check_address(value)
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        """A login name as useradd(8) takes it (shadow-maint/shadow man/useradd.8.xml, CAVEATS:
+        ``[a-z_][a-z0-9_-]*[$]?``, at most 32 characters): "bad user" can be no account to SSH into."""
+        if not _LOGIN_NAME.match(value) or len(value) > 32:
+            raise ValueError(
+                f"user {value!r} is not a login name: lowercase letters, digits, '_' and '-', starting with a letter "
+                "or '_', at most 32 characters (useradd's rule), e.g. ubuntu"
+            )
+        return value
 
     @field_validator("port")
     @classmethod
@@ -1140,10 +1221,36 @@ class ClusterConfig(_Model):
             for pool in self.worker_pools
         )
 
+    def _ignored_count_warnings(self) -> list[str]:
+        """Own servers: the host list is the nodes, so a ``count`` set in the config is ignored."""
+        notes: list[str] = []
+        if "count" in self.control_plane.model_fields_set:
+            hosts = self.control_plane_count
+            notes.append(
+                f"controlPlane.count is ignored with provider 'existing': the control planes are the hosts of "
+                f"existingHosts.controlPlane ({hosts} host{'s' if hosts != 1 else ''}); remove the count"
+            )
+        for pool in self.worker_pools:
+            if "count" in pool.model_fields_set:
+                hosts = self.pool_worker_count(pool)
+                notes.append(
+                    f"workerPools[{pool.name}].count is ignored with provider 'existing': the pool's nodes are the "
+                    f"existingHosts.workers that name pool {pool.name} ({hosts} host{'s' if hosts != 1 else ''}); "
+                    "remove the count"
+                )
+        return notes
+
     def warnings(self) -> list[str]:
         """Advisories that do not stop the deploy."""
         notes: list[str] = []
-        if not self.untainted_node_exists:
+        workers = sum(self.pool_worker_count(pool) for pool in self.worker_pools)
+        if not self.untainted_node_exists and not workers:
+            notes.append(
+                "no worker nodes, and controlPlane.schedulable is false: every node is a control plane with "
+                "kubeadm's node-role.kubernetes.io/control-plane:NoSchedule taint; the add-ons tolerate it, but "
+                "your own pods need that toleration; set controlPlane.schedulable: true or add workers"
+            )
+        elif not self.untainted_node_exists:
             notes.append(
                 "every node is tainted (controlPlane.schedulable is false and every worker pool with "
                 "workers has NoSchedule/NoExecute taints): the add-ons tolerate what they need, but your "
@@ -1165,6 +1272,7 @@ class ClusterConfig(_Model):
                         f"{where}.{to_camel(name)} is ignored with provider 'existing': the hosts are the machines "
                         "(the node preflight checks their CPUs, memory and disk; storageDevice names a Ceph disk)"
                     )
+            notes += self._ignored_count_warnings()
         if self.allow_admin_from_internet and covers_whole_internet(self.admin_cidrs):
             notes.append(
                 "adminCidrs admit the whole internet to SSH and the API server (allowAdminFromInternet: true)"
@@ -1306,18 +1414,166 @@ def _error_lines(err: ValidationError) -> list[str]:
             message = message.replace("Input should be", "must be one of:")
         elif item["type"] == "missing":
             message = "is required"
-        elif item["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        elif item["type"].endswith("_type") and item.get("input") is None:
+            message = f"is empty (YAML null, ~ or no value): remove the key for its default, or give {_shape(tuple(item['loc']))}"
+        elif item["type"] in ("model_type", "model_attributes_type") or (
+            item["type"] == "dict_type" and _model_at(tuple(item["loc"])) is not None
+        ):
             message = _object_expected(err, tuple(item["loc"]), item.get("input"))
         elif item["type"] == "string_type" and isinstance(item.get("input"), bool):
-            message = (
-                f"is the boolean {str(item['input']).lower()}, not text: YAML reads unquoted yes/no/on/off/true/false "
-                f"as booleans; quote the value (e.g. name: \"no\")"
-            )
+            message = _quote_hint(tuple(item["loc"]), item["input"])
         elif item["type"] == "string_type" and isinstance(item.get("input"), (int, float)):
-            message = f"is the number {item['input']}, not text: quote it (e.g. \"{item['input']}\"; durations take a unit: \"10s\")"
+            shown = item["input"]
+            unit = "; durations take a unit: \"10s\"" if _is_duration_at(tuple(item["loc"])) else ""
+            message = f"is the number {shown}, not text: quote it (e.g. {_key_prefix(tuple(item['loc']))}\"{shown}\"{unit})"
+        elif item["type"] == "list_type" and isinstance(item.get("input"), str):
+            # One item written without its list: show the user's own value as a list.
+            message = (
+                f"is not a list (a YAML sequence); write it as a list, e.g. {_key_prefix(tuple(item['loc']))}"
+                f"{json.dumps([item['input']])}"
+            )
+        elif item["type"] in _SHAPE_ERRORS:
+            message = f"{_what(item['type'], item.get('input'))}; expected {_shape(tuple(item['loc']))}"
         where = f"{NAMESPACE}:{path}" if path else NAMESPACE
         lines.append(f"{where}: {message}")
     return lines
+
+
+#: pydantic's wrong-shape errors, whose own wording ("Input should be a valid list") names Python
+#: types and not what the stack file should hold: replaced by what the value is and a YAML example.
+_SHAPE_ERRORS = frozenset({
+    "int_from_float", "int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type",
+    "list_type", "string_type", "dict_type",
+})
+
+
+def _what(kind: str, given: Any) -> str:
+    """What a wrongly shaped value is, in YAML words (``is a list``, ``is the number 2.5``)."""
+    if kind == "int_from_float":
+        return f"is the number {given}, which has a fraction"
+    if isinstance(given, list):
+        return "is a list"
+    if isinstance(given, dict):
+        return "is a mapping"
+    if isinstance(given, bool):
+        return f"is the boolean {str(given).lower()}"
+    if isinstance(given, (int, float)):
+        return f"is the number {given}"
+    if isinstance(given, str):
+        return f"is the text {given!r}"
+    return "has the wrong shape"
+#: YAML examples of settings whose shape a message explains (by path, list indices left out and
+#: a map's keys written ``*``).
+_YAML_EXAMPLES = {
+    "adminCidrs": '["203.0.113.7/32"]',
+    "controlPlane": "{count: 1, machineType: e2-standard-2}",
+    "workerPools": "[{name: general, count: 2}]",
+    "workerPools.labels": "{tier: general}",
+    "workerPools.taints": '["dedicated=batch:NoSchedule"]',
+    "kubernetesVersion": f'"{versions.KUBERNETES_DEFAULT_VERSION}"',
+    "imageRepository": '"registry.example.com/k8s"',
+    "mirrors.registries": '{docker.io: ["https://mirror.example.com"]}',
+    "mirrors.registries.*": '["https://mirror.example.com"]',
+    "mirrors.helmRepositories": '{"https://charts.rook.io/release": "https://mirror.example.com/rook"}',
+    "mirrors.helmRepositories.*": '"https://mirror.example.com/rook"',
+    "kubeadm.apiServerExtraArgs": '{request-timeout: "90s"}',
+    "kubeadm.controllerManagerExtraArgs": '{node-monitor-grace-period: "40s"}',
+    "existingHosts.controlPlane": "[{address: 192.0.2.10}]",
+    "existingHosts.workers": "[{address: 192.0.2.11, pool: general}]",
+}
+
+
+def _schema_at(loc: tuple[int | str, ...]) -> tuple[Any, str, bool]:
+    """What a location's value must be: its annotation (None when unknown), its path for
+    ``_YAML_EXAMPLES``, and whether its last step is a map's key (``labels.gpu``)."""
+    annotation: Any = ClusterConfig
+    steps: list[str] = []
+    map_key = False
+    for item in loc:
+        if isinstance(item, str) and (item.startswith("function-") or item in ("literal_error",)):
+            continue
+        while get_origin(annotation) is Annotated or (
+            get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation)
+        ):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        map_key = False
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields
+            info = fields.get(str(item)) or next((f for f in fields.values() if f.alias == item), None)
+            if info is None:
+                return None, ".".join(steps), False
+            steps.append(info.alias or str(item))
+            annotation = info.annotation
+        elif get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) is dict:
+            steps.append("*")
+            annotation, map_key = get_args(annotation)[1], True
+        else:
+            return None, ".".join(steps), False
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation, ".".join(steps), map_key
+
+
+def _example(annotation: Any) -> str:
+    """A YAML example of a type (``[...]`` for a list of text)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _example(get_args(annotation)[0])
+    if origin is list:
+        return f"[{_example(get_args(annotation)[0])}]"
+    if origin is dict:
+        return "{key: " + _example(get_args(annotation)[1]) + "}"
+    if origin is Literal:
+        return str(get_args(annotation)[0])
+    if annotation is bool:
+        return "true"
+    if annotation in (int, float):
+        return "3"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        first = next(iter(annotation.model_fields.items()))
+        return "{" + f"{first[1].alias or first[0]}: ..." + "}"
+    return '"..."'
+
+
+def _key_prefix(loc: tuple[int | str, ...]) -> str:
+    """``name: `` for a keyed value, nothing for a list item: how the user wrote the value."""
+    last = loc[-1] if loc else ""
+    return f"{last}: " if isinstance(last, str) and not last.startswith("function-") else ""
+
+
+def _shape(loc: tuple[int | str, ...]) -> str:
+    """What a location takes, as YAML: ``a list, e.g. adminCidrs: ["203.0.113.7/32"]``."""
+    annotation, path, _ = _schema_at(loc)
+    example = _YAML_EXAMPLES.get(path) or _example(annotation)
+    origin = get_origin(annotation)
+    kind = (
+        "a list" if origin is list else
+        "a mapping" if origin is dict or (isinstance(annotation, type) and issubclass(annotation, BaseModel)) else
+        "a whole number" if annotation is int else
+        "true or false" if annotation is bool else
+        "text" if annotation is str else "a value"
+    )
+    return f"{kind}, e.g. {_key_prefix(loc)}{example}"
+
+
+def _is_duration_at(loc: tuple[int | str, ...]) -> bool:
+    """Whether the value at ``loc`` is a duration (a kubeadm duration flag, upgrade.drainTimeout)."""
+    _, path, map_key = _schema_at(loc)
+    if path == "upgrade.drainTimeout":
+        return True
+    return map_key and path.startswith("kubeadm.") and is_duration_flag(str(loc[-1]))
+
+
+def _quote_hint(loc: tuple[int | str, ...], value: bool) -> str:
+    """A YAML boolean where text belongs: quote it, shown with the user's own key."""
+    words = "yes/on/true" if value else "no/off/false"
+    word = "yes" if value else "no"
+    return (
+        f"is the boolean {str(value).lower()}, not text: YAML reads unquoted {words} as the boolean "
+        f"{str(value).lower()}; quote the value (e.g. {_key_prefix(loc)}\"{word}\")"
+    )
 
 
 def _object_expected(err: ValidationError, loc: tuple[int | str, ...], given: Any) -> str:
@@ -1396,6 +1652,8 @@ REDACTED = "[secret]"
 #: Shorter strings of a secret value are not searched for in messages: they would blank ordinary
 #: words, and a credential is longer.
 _MIN_REDACTED_LENGTH = 4
+#: A config key name (``helmRepositories``, a typo like ``helmRepository``), not a user's data.
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 #: The credential parts of a URL: its userinfo (``user:password@``) and its query string.
 _URL_USERINFO = re.compile(r"://([^/?#\s]*)@")
 _URL_QUERY = re.compile(r"://[^?#\s]*\?([^#\s]+)")
@@ -1421,35 +1679,86 @@ def secret_config_keys(namespace: str) -> frozenset[str]:
     )
 
 
+def _field_names() -> frozenset[str]:
+    """Every key name of the config models (``registries``, ``helmRepositories``...): in a secret
+    object these are structure, not secret; every other key (a map's key) is the user's data."""
+    names: set[str] = set()
+    pending: list[type[BaseModel]] = [ClusterConfig]
+    while pending:
+        model = pending.pop()
+        for name, info in model.model_fields.items():
+            names.update({name, info.alias or name})
+            sub = _model_of(info.annotation)
+            if sub is not None and sub not in pending:
+                pending.append(sub)
+    return frozenset(names)
+
+
+def _public_texts() -> frozenset[str]:
+    """Public facts messages quote (the stack's chart repositories, which come from versions.py,
+    and the registry names in examples): never blanked, even when a secret value equals one."""
+    return frozenset({
+        *(repo.rstrip("/") for repo in (
+            versions.ROOK_CHART_REPO, versions.CEPH_CSI_CHART_REPO, versions.HEADLAMP_CHART_REPO,
+            versions.FLANNEL_CHART_REPO, versions.CALICO_CHART_REPO,
+        )),
+        versions.UPSTREAM_IMAGE_REPOSITORY, "docker.io", "registry.k8s.io", "quay.io", "ghcr.io",
+    })
+
+
 def secret_strings(values: Mapping[str, str]) -> frozenset[str]:
     """What a message must not show of these secret ``key -> raw text`` values: each string the
-    value holds (as written, and as ``repr`` shows it), and the userinfo and query of each URL."""
+    value holds (as written, as ``repr`` and JSON quote it, and each piece around a ``{minor}``
+    placeholder), the userinfo and query of each URL, and every key of a map in it (a
+    ``helmRepositories`` or ``registries`` key is the user's data too). ``redact`` matches them in
+    any case, so a message built from a transformed value (lower-cased) hides it as well. Field
+    names and the public texts of ``_public_texts`` are kept."""
     found: set[str] = set()
+    fields, public = _field_names(), _public_texts()
 
-    def walk(value: Any) -> None:
+    def add(text: str) -> None:
+        parts = [text, text.rstrip("/"), repr(text)[1:-1], json.dumps(text)[1:-1], *re.split(r"\{[a-z]+\}", text)]
+        for userinfo in _URL_USERINFO.findall(text):
+            parts += [userinfo, userinfo.partition(":")[2]]  # and the password alone
+        for query in _URL_QUERY.findall(text):
+            parts += [query, *(item.partition("=")[2] for item in query.split("&"))]
+        found.update(part for part in parts if len(part) >= _MIN_REDACTED_LENGTH and part not in public)
+
+    def walk(value: Any, annotation: Any) -> None:
+        while get_origin(annotation) is Annotated or (
+            get_origin(annotation) in (Union, UnionType) and type(None) in get_args(annotation)
+        ):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
         if isinstance(value, str):
-            parts = [value, value.rstrip("/"), repr(value)[1:-1]]
-            for userinfo in _URL_USERINFO.findall(value):
-                parts += [userinfo, userinfo.partition(":")[2]]  # and the password alone
-            for query in _URL_QUERY.findall(value):
-                parts += [query, *(item.partition("=")[2] for item in query.split("&"))]
-            found.update(part for part in parts if len(part) >= _MIN_REDACTED_LENGTH)
+            add(value)
         elif isinstance(value, dict):
-            for item in value.values():  # keys are field names and public hosts: kept
-                walk(item)
+            for key, item in value.items():
+                info = None if model is None else model.model_fields.get(_snake(str(key)))
+                if info is not None:
+                    walk(item, info.annotation)  # a field name: structure, shown
+                    continue
+                # A map's key (registries, helmRepositories, labels) is the user's data; so is an
+                # unknown key that is no identifier (a URL written one level too high). A typo of
+                # a field name stays readable in its "unknown key" message.
+                if model is None or not _IDENTIFIER.match(str(key)):
+                    add(str(key))
+                walk(item, get_args(annotation)[1] if get_origin(annotation) is dict else None)
         elif isinstance(value, list):
             for item in value:
-                walk(item)
+                walk(item, get_args(annotation)[0] if get_origin(annotation) is list else None)
 
     for key, raw in values.items():
-        walk(_decode(raw, key))
-    return frozenset(found)
+        info = ClusterConfig.model_fields.get(_snake(key))
+        walk(_decode(raw, key), info.annotation if info is not None else None)
+    return frozenset(found - fields)
 
 
 def redact(message: str, secrets: frozenset[str]) -> str:
-    """``message`` with every secret string in it replaced by ``[secret]`` (longest first)."""
+    """``message`` with every secret string in it replaced by ``[secret]`` (longest first), in any
+    case: ``Reg.Example.org/K8s`` is hidden where a message suggests ``reg.example.org/k8s``."""
     for text in sorted(secrets, key=len, reverse=True):
-        message = message.replace(text, REDACTED)
+        message = re.sub(re.escape(text), REDACTED, message, flags=re.IGNORECASE)
     return message
 
 
@@ -1458,7 +1767,10 @@ def parse_cluster_config(values: Mapping[str, str], secret_keys: frozenset[str] 
 
     ``secret_keys``: the keys set with ``--secret``; what the program derives from them stays a
     secret (``ClusterConfig.is_secret``) and no message shows their values."""
-    data = {key: _decode(raw, key) for key, raw in values.items() if key not in SECRET_KEYS}
+    # An empty value (YAML null, ``~`` or nothing after the colon) reaches the program as empty
+    # text: the CLI treats a null config value as "" (pulumi/pulumi#19483). It is read as null, so
+    # the message says the value is empty and what the key takes ("'' is not a full version" did not).
+    data = {key: None if raw == "" else _decode(raw, key) for key, raw in values.items() if key not in SECRET_KEYS}
     try:
         # The provider decides which rules apply (own servers: no GCP machine catalogue).
         cluster = ClusterConfig.model_validate(data, context={"provider": data.get("provider", "gcp")})

@@ -182,6 +182,37 @@ GCP_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("name: no", {"workerPools": [{**POOL, "name": False}]}, ["workerPools[0].name", "boolean false", 'quote the value (e.g. name: "no")']),
     ("controlPlane: 3", {"controlPlane": 3}, ["kubeadm-cluster:controlPlane", "YAML mapping", "count"]),
     ("control plane count 9", {"controlPlane": {"count": 9}}, ["controlPlane.count", "1, 3, 5 or 7"]),
+    # Empty values: the CLI hands a YAML null (~, or nothing after the colon) over as "" (pulumi/pulumi#19483).
+    ("controlPlane: null", {"controlPlane": ""}, ["kubeadm-cluster:controlPlane: is empty", "YAML null", "controlPlane: {count: 1"]),
+    ("kubernetesVersion: ~", {"kubernetesVersion": ""},
+     ["kubeadm-cluster:kubernetesVersion: is empty", f'kubernetesVersion: "{versions.KUBERNETES_DEFAULT_VERSION}"']),
+    ("workerPools: ~", {"workerPools": ""}, ["kubeadm-cluster:workerPools: is empty", "a list, e.g. workerPools: [{name: general"]),
+    ("count: null inside an object", {"controlPlane": {"count": None}}, ["controlPlane.count: is empty", "count: 3"]),
+    # pydantic's shape errors, told as YAML.
+    ("count 2.5", {"controlPlane": {"count": 2.5}}, ["controlPlane.count", "2.5", "a whole number, e.g. count: 3"]),
+    ("pool count as words", {"workerPools": _pool(count="two")}, ["workerPools[0].count", "'two'", "a whole number"]),
+    ("adminCidrs as one text", {"adminCidrs": "203.0.113.7/32"}, ["kubeadm-cluster:adminCidrs", 'adminCidrs: ["203.0.113.7/32"]']),
+    ("taints as one text", {"workerPools": _pool(taints="a=b:NoSchedule")}, ["workerPools[0].taints", 'taints: ["a=b:NoSchedule"]']),
+    ("labels as a list", {"workerPools": _pool(labels=["tier=general"])}, ["workerPools[0].labels", "is a list", "labels: {tier: general}"]),
+    ("helm mirror as a list", {"mirrors": {"helmRepositories": {versions.ROOK_CHART_REPO: ["https://m.example.com/rook"]}}},
+     ["mirrors.helmRepositories", "is a list", "expected text"]),
+    ("registry mirrors as one text", {"mirrors": {"registries": {"docker.io": "https://m.example.com"}}},
+     ["mirrors.registries.docker.io", 'docker.io: ["https://m.example.com"]']),
+    # Quoting hints with the user's own key and value.
+    ("label gpu: yes", {"workerPools": _pool(labels={"gpu": True})}, ["labels.gpu", "boolean true", 'quote the value (e.g. gpu: "yes")']),
+    ("name: on", {"workerPools": [{**POOL, "name": True}]}, ["workerPools[0].name", 'name: "yes"']),
+    ("label value 1", {"workerPools": _pool(labels={"tier": 1})}, ["labels.tier", "the number 1", 'tier: "1"']),
+    # Node labels in the namespaces Kubernetes reserves ("Well-Known Labels, Annotations and Taints",
+    # kubernetes.io/docs/reference/labels-annotations-taints: "Kubernetes reserves all labels, annotations
+    # and taints in the kubernetes.io and k8s.io namespaces"): the pool's labels are force-patched onto
+    # the Node, over what the kubelet and the controllers set.
+    ("reserved label kubernetes.io/hostname", {"workerPools": _pool(labels={"kubernetes.io/hostname": "x"})},
+     ["workerPools[0].labels", "'kubernetes.io/hostname'", "reserves", "example.com/hostname", "node-role.kubernetes.io/<role>"]),
+    ("reserved label in a subdomain", {"workerPools": _pool(labels={"topology.kubernetes.io/zone": "a"})},
+     ["workerPools[0].labels", "'topology.kubernetes.io/zone'", "reserves"]),
+    ("reserved label in k8s.io", {"workerPools": _pool(labels={"k8s.io/owner": "me"})}, ["'k8s.io/owner'", "reserves"]),
+    ("reserved label in a k8s.io subdomain", {"workerPools": _pool(labels={"node.k8s.io/x": "y"})}, ["'node.k8s.io/x'"]),
+    ("label key with an empty prefix", {"workerPools": _pool(labels={"/gpu": "x"})}, ["'/gpu'", "invalid prefix"]),
 ]
 
 
@@ -221,6 +252,18 @@ EXISTING_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
      ["existingHosts.controlPlane[0].internalIp", "network.podCidr"]),
     ("machineType on a host", existing({"controlPlane": [{"address": "192.0.2.10", "machineType": "n2-standard-4"}]}),
      ["existingHosts.controlPlane[0].machineType", "its own machine", "node preflight", "remove it"]),
+    # Login names as useradd(8) takes them (shadow-maint/shadow man/useradd.8.xml, CAVEATS: the
+    # regular expression [a-z_][a-z0-9_-]*[$]? and at most 32 characters; login.defs(5) has no
+    # setting that widens it for ssh).
+    ("user with a space", existing({"controlPlane": [{"address": "192.0.2.10", "user": "bad user"}]}),
+     ["existingHosts.controlPlane[0].user", "'bad user'", "login name", "useradd"]),
+    ("user starting with a digit", existing({"controlPlane": [{"address": "192.0.2.10"}],
+                                             "workers": [{"address": "192.0.2.11", "user": "1admin"}]}),
+     ["existingHosts.workers[0].user", "'1admin'"]),
+    ("user of 33 characters", existing({"controlPlane": [{"address": "192.0.2.10"}], "bastion": {"address": "198.51.100.5", "user": "a" * 33}}),
+     ["existingHosts.bastion.user", "at most 32"]),
+    ("user with upper case", existing({"controlPlane": [{"address": "192.0.2.10", "user": "Admin"}]}),
+     ["existingHosts.controlPlane[0].user", "lowercase"]),
 ]
 
 
@@ -270,6 +313,66 @@ def test_machine_fields_of_pools_are_ignored_with_own_servers_and_said_so() -> N
     assert plan.error is None, plan.error
     for field in ("workerPools[general].machineType", "workerPools[general].diskSizeGb"):
         assert any(field in w and "ignored with provider 'existing'" in w for w in plan.warnings), plan.warnings
+
+
+def test_counts_are_ignored_with_own_servers_and_said_so() -> None:
+    """README: a pool's count "is ignored ... and a warning names each one you set"; it was ignored
+    silently. controlPlane.count too: the control planes are the hosts of existingHosts.controlPlane
+    (control_plane_count), so a count the hosts do not match is no error (2 was refused as "not odd")."""
+    hosts = {"controlPlane": [{"address": "192.0.2.10"}], "workers": [{"address": "192.0.2.11"}]}
+    for control_planes in (3, 2):
+        plan = run_existing(existing(hosts, workerPools=[{"name": "general", "count": 5}], controlPlane={"count": control_planes}))
+        assert plan.error is None, plan.error
+        assert any(w.startswith("controlPlane.count is ignored with provider 'existing'") and "(1 host)" in w
+                   for w in plan.warnings), plan.warnings
+        assert any(w.startswith("workerPools[general].count is ignored") and "name pool general (1 host)" in w
+                   for w in plan.warnings), plan.warnings
+        assert len(plan.outputs["nodes"]) == 2, plan.outputs["nodes"]
+    quiet = run_existing(existing(hosts))
+    assert quiet.error is None and not [w for w in quiet.warnings if ".count is ignored" in w], quiet.warnings
+
+
+@pytest.mark.parametrize("user", ["ubuntu", "debian", "_deploy", "ci-runner_2", "machine$", "a" * 32])
+def test_login_names_useradd_takes_are_accepted(user: str) -> None:
+    plan = run_existing(existing({"controlPlane": [{"address": "192.0.2.10", "user": user}]}))
+    assert plan.error is None, plan.error
+
+
+@pytest.mark.parametrize(
+    ("keys", "absent"),
+    [
+        ({"workerPools": [{**POOL, "name": 123}]}, "durations take a unit"),
+        ({"workerPools": _pool(labels={"tier": 1})}, "durations take a unit"),
+        ({"mirrors": {"kubernetesPackages": 5}}, "durations take a unit"),
+        ({"workerPools": _pool(labels={"gpu": True})}, 'name: "no"'),
+        ({"workerPools": [{**POOL, "name": True}]}, 'name: "no"'),
+    ],
+    ids=["pool name 123", "label value 1", "kubernetesPackages: 5", "label gpu: yes", "name: on"],
+)
+def test_hints_fit_the_field(keys: dict[str, Any], absent: str) -> None:
+    """The duration hint was added to every number given for text, and the quoting hint always
+    showed `name: "no"`, whatever the key and value were."""
+    plan = run_program(stack_config(**keys))
+    assert plan.error is not None and absent not in plan.error, f"a hint that does not fit: {absent!r}:\n{plan.error}"
+
+
+@pytest.mark.parametrize(
+    ("where", "plan_of"),
+    [
+        ("gcp, workerPools: []", lambda: run_program(stack_config(workerPools=[], rook={"enabled": False}))),
+        ("own servers, control planes only", lambda: run_existing(existing({"controlPlane": [{"address": "192.0.2.10"}]}))),
+    ],
+)
+def test_no_workers_is_not_called_every_worker_pool_tainted(where: str, plan_of: Any) -> None:
+    """With no worker at all the warning said "every worker pool with workers has NoSchedule/NoExecute
+    taints". What is true: every node is a control plane with kubeadm's control-plane taint."""
+    plan = plan_of()
+    assert plan.error is None, plan.error
+    assert not [w for w in plan.warnings if "every worker pool" in w], f"{where}: {plan.warnings}"
+    assert any(w.startswith("no worker nodes") and "node-role.kubernetes.io/control-plane:NoSchedule" in w
+               and "controlPlane.schedulable: true or add workers" in w for w in plan.warnings), f"{where}: {plan.warnings}"
+    schedulable = run_program(stack_config(workerPools=[], rook={"enabled": False}, controlPlane={"schedulable": True}))
+    assert not [w for w in schedulable.warnings if "no worker nodes" in w], schedulable.warnings
 
 
 # --- gcp:* -----------------------------------------------------------------------------------------
@@ -334,10 +437,16 @@ def test_gcp_errors_show_together_with_the_others() -> None:
         {"imageRepository": "registry.example.com:5000/k8s_mirror"},
         {"mirrors": {"registries": {"docker.io": ["https://m.example.com/v2/proxy?ns=docker.io&x=%2C"]}}},
         {"adminCidrs": ["0.0.0.0/1", "128.0.0.0/2"]},
+        # The label namespaces Kubernetes leaves to administrators: node-role.kubernetes.io (the roles
+        # kubectl shows) and node-restriction.kubernetes.io (the NodeRestriction admission docs,
+        # kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#noderestriction: "reserved
+        # for cluster administrators to use for labeling their Node objects for workload isolation purposes").
+        {"workerPools": _pool(labels={"node-role.kubernetes.io/storage": "", "node-restriction.kubernetes.io/pci": "true",
+                                      "example.com/gpu": "a100", "app.example.kubernetes.io.example.com/x": "y"})},
     ],
     ids=["64 TiB disk", "/29 subnet for 4 nodes", "/28 Service range", "node mask 26", "CGNAT pods",
          "durations with units", "same key, other effects", "N2 extended memory", "N1 6.5 GB per vCPU",
-         "registry with port", "endpoint with query", "most of the internet"],
+         "registry with port", "endpoint with query", "most of the internet", "admin label namespaces"],
 )
 def test_the_other_side_of_each_rule_is_accepted(keys: dict[str, Any]) -> None:
     plan = run_program(stack_config(**keys))
@@ -528,3 +637,13 @@ def test_disk_limits_are_per_type() -> None:
 def test_gcp_fixture_is_valid() -> None:
     """The catalogue's GCP settings themselves pass the new project-ID and region rules."""
     assert config_module.gcp_settings_problems({k.removeprefix("gcp:"): v for k, v in GCP.items()}) == []
+
+
+@pytest.mark.parametrize("key", ["controlPlane", "kubernetesVersion"])
+def test_a_yaml_null_reaches_the_program_as_the_cli_sends_it_and_is_called_empty(key: str) -> None:
+    """`key: ~` in a stack file: the CLI hands the program an empty text (pulumi/pulumi#19483), and
+    the mock engine does the same (it sent the text "None", which the message then quoted)."""
+    plan = run_program(stack_config(**{key: None}), stack="dev")
+    assert plan.error is not None and f"kubeadm-cluster:{key}: is empty (YAML null" in plan.error, plan.error
+    assert "None" not in plan.error, plan.error
+    assert not plan.resources or all(r.type.startswith("pulumi:") for r in plan.resources)

@@ -299,10 +299,15 @@ def test_the_program_s_install_bundle_installs_once_and_a_second_run_changes_not
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed here")
 def test_a_schedule_systemd_rejects_stops_the_install(tmp_path: Path) -> None:
-    plan = _plan(stack_config(backup={"schedule": "Mon..Frii 25:00"}))
+    # The config refuses such a schedule (components/systemd_calendar.py, tests/test_systemd_calendar.py);
+    # the node's own check stays as a second line of defence, so it gets one behind the config's back.
+    plan = _plan(stack_config(backup={"schedule": "*-*-* 00/5:00:00"}))
+    bundle = str(_commands(plan)["dev-cp-0-maintenance"].input("stdin"))
+    bundle = bundle.replace("export SNAPSHOT_SCHEDULE='*-*-* 00/5:00:00'", "export SNAPSHOT_SCHEDULE='Mon..Frii 25:00'")
+    assert "SNAPSHOT_SCHEDULE='Mon..Frii 25:00'" in bundle, "the bundle no longer exports SNAPSHOT_SCHEDULE this way"
     box = Sandbox(tmp_path)
     _link_real(box, "systemd-analyze")
-    result = box.run([], bundle=str(_commands(plan)["dev-cp-0-maintenance"].input("stdin")))
+    result = box.run([], bundle=bundle)
     assert result.rc != 0 and "is not a calendar expression systemd accepts" in result.stderr, _explain(result)
     assert not box.path("/etc/systemd/system").exists(), "files were written before the schedule was checked"
 

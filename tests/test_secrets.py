@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from components import config as config_module
+from components import versions
 from components.bootstrap.scripts import render_bundle
 from tests.conftest import GCP, expanded, stack_config
 from tests.test_scripts import (
@@ -159,6 +160,66 @@ def test_redaction_hides_the_credentials_of_a_url_however_a_message_quotes_it() 
         assert PASSWORD not in redacted and QUERY_TOKEN not in redacted, redacted
     # Field names are never blanked, whatever the secret holds.
     assert config_module.redact("mirrors.kubernetesPackages: x", hidden) == "mirrors.kubernetesPackages: x"
+
+
+#: Secret values the messages still showed (issue 13, second audit): a credentialed URL written as
+#: a map's key (keys were kept as "field names"), and a value the message transformed before
+#: quoting it (the lower-cased imageRepository it suggests). The public texts next to them (the
+#: stack's chart repositories from versions.py, the example registries) were blanked instead.
+SECRETS_IN_MESSAGES = [
+    pytest.param("mirrors", {"helmRepositories": {f"https://ci:{PASSWORD}@charts.example.com/rook": versions.ROOK_CHART_REPO}},
+                 ["mirrors.helmRepositories", f"repositories are {versions.ROOK_CHART_REPO}"], id="helm-key-and-value-swapped"),
+    pytest.param("mirrors", {"registries": {f"https://ci:{PASSWORD}@registry.example.com": ["docker.io"]}},
+                 ["mirrors.registries", "(e.g. docker.io, registry.k8s.io)"], id="registry-url-as-a-key"),
+    pytest.param("mirrors", {"registries": {f"ci-{PASSWORD}.example.com": "https://registry.example.com"}},
+                 ["mirrors.registries", "write it as a list"], id="map-key-in-the-field-path"),
+    pytest.param("imageRepository", f"Registry.example.com/k8s-{PASSWORD}", ["imageRepository", "lower case"],
+                 id="lower-cased-suggestion"),
+    pytest.param("mirrors", {f"https://ci:{PASSWORD}@charts.example.com/rook": "https://m.example.com"},
+                 ["kubeadm-cluster:mirrors.[secret]: unknown key"], id="url-one-level-too-high"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), SECRETS_IN_MESSAGES)
+def test_a_message_shows_no_secret_as_a_map_key_or_transformed(key: str, value: Any, expected: list[str]) -> None:
+    shown = run_program(stack_config(**{key: value}))
+    assert shown.error and PASSWORD.lower() in shown.error.lower(), f"control: the plain value is quoted:\n{shown.error}"
+    hidden = run_program(stack_config(**{key: value}), secret_keys=[f"kubeadm-cluster:{key}"])
+    assert hidden.error is not None and not hidden.resources, f"the invalid secret {key} was accepted"
+    assert PASSWORD.lower() not in hidden.error.lower(), f"the message shows the secret (in some case):\n{hidden.error}"
+    for text in expected:
+        assert text in hidden.error, f"the message lost {text!r} (public text blanked, or the field not named):\n{hidden.error}"
+
+
+def test_a_misspelt_field_name_in_a_secret_object_stays_readable() -> None:
+    """Field names are the config's structure, not the user's data: only map keys are hidden."""
+    mirrors = {"helmRepository": {versions.ROOK_CHART_REPO: f"https://ci:{PASSWORD}@charts.example.com/rook"}}
+    plan = run_program(stack_config(mirrors=mirrors), secret_keys=["kubeadm-cluster:mirrors"])
+    assert plan.error is not None and "kubeadm-cluster:mirrors.helmRepository: unknown key" in plan.error, plan.error
+
+
+@pytest.mark.parametrize("char", ["#", "?", "/"])
+@pytest.mark.parametrize("where", ["containerdReleases", "registries", "helmRepositories"])
+def test_credentials_with_an_unencoded_delimiter_are_refused(char: str, where: str) -> None:
+    """``https://ci:pa#ss@host/`` ends its authority at '#' (RFC 3986, 3.2): every tool would
+    connect to host ``ci`` and lib.sh's log redaction missed the password. Refused, naming the fix."""
+    url = f"https://ci:{PASSWORD[:4]}{char}{PASSWORD[4:]}@mirror.example.com/containerd"
+    mirrors = {
+        "containerdReleases": {"containerdReleases": url},
+        "registries": {"registries": {"docker.io": [url]}},
+        "helmRepositories": {"helmRepositories": {versions.ROOK_CHART_REPO: url}},
+    }[where]
+    plan = run_program(stack_config(mirrors=mirrors), secret_keys=["kubeadm-cluster:mirrors"])
+    assert plan.error is not None and not plan.resources, f"{url} was accepted"
+    for text in (f"mirrors.{where}", "percent-encode", "%23"):
+        assert text in plan.error, f"the message should mention {text!r}:\n{plan.error}"
+    assert PASSWORD[4:] not in plan.error, plan.error
+    encoded = f"https://ci:{PASSWORD[:4]}{ {'#': '%23', '?': '%3F', '/': '%2F'}[char]}{PASSWORD[4:]}@mirror.example.com/containerd"
+    assert run_program(stack_config(mirrors={"containerdReleases": encoded})).error is None, "the encoded URL is refused"
+
+
+def test_an_at_sign_in_a_mirror_path_is_no_credential() -> None:
+    assert run_program(stack_config(mirrors={"containerdReleases": "https://mirror.example.com/@team/containerd"})).error is None
 
 
 # --- sshPrivateKey ------------------------------------------------------------------------------
@@ -341,6 +402,20 @@ kc_die "died on {url}"
     _assert_no_credentials(result, "kc_log/kc_warn/kc_retry/kc_die")
     assert "get https://***@mirror.example.com:8443/a/b?***#top and http://***@h2/p" in result.stderr, result.stderr
     assert result.stderr.count("***@mirror.example.com") == 4, result.stderr
+
+
+@pytest.mark.parametrize("char", ["#", "?", "/"])
+def test_kc_redact_hides_a_password_with_an_unencoded_delimiter(sandbox: Sandbox, char: str) -> None:
+    """Defence in depth behind the config's refusal: the userinfo regex stopped at '#', '?' and
+    '/', so ``https://ci:pa#ss@host/`` was logged as it is."""
+    url = f"https://ci:{PASSWORD[:4]}{char}{PASSWORD[4:]}@mirror.example.com/containerd"
+    code = f"""set -euo pipefail
+. {ROOT / 'components/bootstrap/scripts/lib.sh'}
+kc_redact {shlex.quote(f"get {url} now")}
+"""
+    result = sandbox.run([], {}, command=code)
+    assert result.rc == 0, _explain(result)
+    assert result.stdout.strip() == "get https://***@mirror.example.com/containerd now", result.stdout
 
 
 def test_kc_download_gives_the_real_curl_its_url_in_a_private_config_file_not_its_arguments(tmp_path: Path) -> None:

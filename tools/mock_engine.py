@@ -319,6 +319,10 @@ def engine_config(values: Mapping[str, Any]) -> dict[str, str]:
             result[key] = json.dumps(value)
         elif isinstance(value, bool):
             result[key] = "true" if value else "false"
+        elif value is None:
+            # A YAML null at the top level (``key: ~`` or nothing after the colon) reaches the
+            # program as an empty text, not as "None" (pulumi/pulumi#19483).
+            result[key] = ""
         else:
             result[key] = str(value)
     return result

@@ -54,13 +54,15 @@ KC_EXIT_HOOKS=()
 KC_SECRET_EMITTED=0
 
 # kc_redact TEXT : prints TEXT with the credentials a URL in it may carry hidden: the userinfo
-# between "scheme://" and the host ("user:password@", up to the last "@" before the path) becomes
-# "***@", and a query string ("?..." up to a blank or "#") becomes "?***". Every log line goes
-# through it (kc_log, kc_warn, kc_die, and so kc_retry's messages, which name the command): a
-# mirror URL may hold credentials, and a step's stderr reaches Pulumi's log and its error message.
+# between "scheme://" and the host ("user:password@", up to the last "@" of the URL, so a password
+# with an unencoded "#", "?" or "/" is hidden too; an "@" in a path hides the host as well, which
+# only costs a log line its host) becomes "***@", and a query string ("?..." up to a blank or
+# "#") becomes "?***". Every log line goes through it (kc_log, kc_warn, kc_die, and so kc_retry's
+# messages, which name the command): a mirror URL may hold credentials, and a step's stderr
+# reaches Pulumi's log and its error message.
 kc_redact() {
   local rest=$1 done=""
-  local userinfo='^(.*[A-Za-z0-9]://)[^/?#[:space:]]*@(.*)$' query='^(.*://[^?#[:space:]]*)[?][^#[:space:]]+(.*)$'
+  local userinfo='^(.*[A-Za-z0-9]://)[^[:space:]]*@(.*)$' query='^(.*://[^?#[:space:]]*)[?][^#[:space:]]+(.*)$'
   # The last URL first (".*" is greedy), then the text before it.
   while [[ $rest =~ $userinfo ]]; do
     done="***@${BASH_REMATCH[2]}$done"
