@@ -225,7 +225,7 @@ for i in range(len(data) // 2, len(data) // 2 + 32):
 open(sys.argv[1], "wb").write(bytes(data))
 EOF
 (cd "$work" && find . -type f ! -name 'SHA256SUMS*' -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum >SHA256SUMS)
-tar -C "$work" -czf {target} etcd-snapshot.db pki backup-info SHA256SUMS
+tar -C "$work" -czf {target} $(cd "$work" && ls -A)  # every member (the first control plane's kubeadm-config.yaml too)
 rm -rf "$work\"""",
     }[case]
     message = {"missing": "no backup at", "corrupt": "is not a complete etcd backup",
