@@ -80,15 +80,22 @@ def _yaml_error(path: Path, error: yaml.YAMLError) -> InputFileError:
     return InputFileError(f"{path}{where}: not valid YAML: {problem}")
 
 
-def config_from_stack_file(path: Path) -> dict[str, Any]:
-    """The ``config:`` block of a stack file (as ``tools.mock_engine.config_from_stack_file``), or
-    an :class:`InputFileError` naming the file (and the line) when it is not a stack file's YAML."""
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``, or an :class:`InputFileError` naming it."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except OSError as error:
         raise InputFileError(f"{path}: cannot be read: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise InputFileError(f"{path}: not UTF-8 text") from None
+
+
+def config_from_stack_file(path: Path) -> dict[str, Any]:
+    """The ``config:`` block of a stack file (as ``tools.mock_engine.config_from_stack_file``), or
+    an :class:`InputFileError` naming the file (and the line) when it is not a stack file's YAML."""
+    text = _read_text(path)
+    try:
+        document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise _yaml_error(path, error) from None
     if document is None:
@@ -193,12 +200,9 @@ def read_policy_config(path: Path) -> dict[str, Any]:
     """A ``--policy-pack-config`` file, checked as the engine would before any stack runs: JSON, an
     object of policy name -> enforcement level or settings, and no weaker than the pack allows
     (the pack's config schema: its minimums). An :class:`InputFileError` names the file."""
+    text = _read_text(path)
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputFileError(f"{path}: cannot be read: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise InputFileError(f"{path}: not UTF-8 text") from None
+        config = json.loads(text)
     except json.JSONDecodeError as error:
         raise InputFileError(f"{path}, line {error.lineno}, column {error.colno}: not valid JSON: {error.msg}") from None
     if not isinstance(config, dict):
