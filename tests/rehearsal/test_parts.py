@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -487,6 +488,42 @@ def test_the_mirror_serves_a_slow_inrelease_piece_by_piece_and_logs_the_slow_pat
     assert body == b"x" * 1000
     assert first_at < 0.9 <= total < 5, (first_at, total)  # headers and a first piece at once, the rest over 1 s
     assert [r.path for r in server.requests] == ["/slow/1/kubernetes/deb/InRelease", "/slow/1/kubernetes/deb/Packages"]
+
+
+def test_a_slow_inrelease_with_a_marker_lasts_until_after_its_first_request_and_never_past_the_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node prep may start late on a loaded host (once 630 s into a create whose first-boot jobs
+    had let go of apt's locks after 30 s): with a marker (the package repository node prep's
+    connectivity check asks for), the slow InRelease lasts until SLOW_AFTER_MARKER after the
+    marker's first request, and SLOW_MAX at most when it never comes."""
+    repo = tmp_path / "kubernetes" / "deb"
+    repo.mkdir(parents=True)
+    (repo / "InRelease").write_bytes(b"x" * 1000)
+    monkeypatch.setattr(mirror, "SLOW_PIECE_SECONDS", 0.1)
+    monkeypatch.setattr(mirror, "SLOW_AFTER_MARKER", 0.6)
+    monkeypatch.setattr(mirror, "SLOW_MAX", 2.5)
+    content = mirror.MirrorContent(tmp_path, ("1.36.4",), "2.3.4", "1.4.3", {})
+    with mirror.MirrorServer(content) as server:
+        base = server.base_url("127.0.0.1")
+        server.slow_marker = "/kubernetes/deb/"
+
+        def fetch() -> tuple[bytes, float]:
+            started = time.monotonic()
+            with urllib.request.urlopen(f"{base}/slow/1/kubernetes/deb/InRelease", timeout=10) as response:
+                return response.read(), time.monotonic() - started
+
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(fetch)
+            time.sleep(1.0)
+            with urllib.request.urlopen(f"{base}/kubernetes/deb/", timeout=10) as response:
+                response.read()  # node prep's connectivity check: the marker
+            body, seconds = held.result()
+        assert body == b"x" * 1000
+        assert 1.5 <= seconds < 2.4, f"held {seconds:.2f} s: not until 0.6 s after the marker's request at 1 s"
+        server.marker_seen = None
+        server.slow_marker = "/never/asked/"
+        body, seconds = fetch()
+        assert body == b"x" * 1000 and 2.4 <= seconds < 4, f"held {seconds:.2f} s without the marker: not the cap"
 
 
 def test_the_test_key_is_made_once_under_parallel_builds_and_binds_the_image(cache: Path) -> None:

@@ -32,7 +32,10 @@ runs it as the etcd static pod, and etcd-restore.sh mounts it for its etcdutl.
 ``/slow/<seconds>/<path>`` serves ``<path>`` with its ``InRelease`` trickling in over that many
 seconds (a piece every ``SLOW_PIECE_SECONDS``: apt's timeouts never fire, apt just waits for the
 slow mirror), which keeps an ``apt-get update`` (and apt's lock of the package lists) busy for
-as long, for the first-boot contention scenario.
+as long, for the first-boot contention scenario. With ``MirrorServer.slow_marker`` set (a path
+prefix), it also lasts until ``SLOW_AFTER_MARKER`` seconds after the first request for that prefix
+(node prep's connectivity check of the package mirror: prep has started), at most ``SLOW_MAX``
+seconds in all: under a loaded host prep starts later, and a fixed hold would end first.
 """
 
 from __future__ import annotations
@@ -77,6 +80,10 @@ K8S_REPO_PATH = "kubernetes/core:/stable:/{minor}/deb/"
 SIGNER = "kubeadm-cluster rehearsal mirror <rehearsal@example.invalid>"
 #: A slow InRelease (``/slow/<seconds>/``) sends a piece of itself this often (seconds).
 SLOW_PIECE_SECONDS = 2
+#: With a marker: the slow InRelease lasts until this long after the marker's first request (the
+#: first node's prep started; the others start within seconds of it), and never longer than SLOW_MAX.
+SLOW_AFTER_MARKER = 20
+SLOW_MAX = 300
 
 
 def _sha256(path: Path) -> str:
@@ -492,6 +499,10 @@ class MirrorServer:
         self.down_until = 0.0
         self.down_paths: tuple[str, ...] = ()
         self.digests: dict[Path, str] = {}
+        #: A path prefix whose first request releases the slow InRelease (see the module docstring),
+        #: and when that request came (None: not yet).
+        self.slow_marker: str | None = None
+        self.marker_seen: float | None = None
         mirror = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -504,6 +515,8 @@ class MirrorServer:
                     return None
                 if self.path.startswith("/v2/") or self.path == "/v2":
                     return self.registry_head()
+                if mirror.slow_marker and mirror.marker_seen is None and self.path.startswith(mirror.slow_marker):
+                    mirror.marker_seen = time.monotonic()
                 slow = re.match(r"^/slow/(\d+)(/.*)$", self.path)
                 if slow:
                     self.requested, self.path = self.path, slow.group(2)
@@ -546,15 +559,29 @@ class MirrorServer:
                 if not seconds:
                     super().copyfile(source, outputfile)
                     return
-                # A slow mirror: the body trickles in over ``seconds`` (a piece every
-                # SLOW_PIECE_SECONDS: apt's read timeout never fires, the transfer just lasts).
+                # A slow mirror: the body trickles in, a byte every SLOW_PIECE_SECONDS (apt's
+                # read timeout never fires, the transfer just lasts), for ``seconds`` and, with a
+                # marker, until SLOW_AFTER_MARKER after its first request; then the rest at once.
                 data = source.read()
-                pieces = max(1, int(seconds // SLOW_PIECE_SECONDS))
-                size = -(-len(data) // pieces)
-                for start in range(0, len(data), size):
+                began = time.monotonic()
+
+                def held() -> bool:
+                    now = time.monotonic()
+                    if now - began >= SLOW_MAX:
+                        return False
+                    if now - began < seconds:
+                        return True
+                    return mirror.slow_marker is not None and (
+                        mirror.marker_seen is None or now < mirror.marker_seen + SLOW_AFTER_MARKER)
+
+                sent = 0
+                while held() and sent < len(data) - 1:
                     time.sleep(SLOW_PIECE_SECONDS)
-                    outputfile.write(data[start:start + size])
+                    outputfile.write(data[sent:sent + 1])
                     outputfile.flush()
+                    sent += 1
+                outputfile.write(data[sent:])
+                outputfile.flush()
 
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 path = getattr(self, "requested", self.path)  # a slow request: as it was asked for
