@@ -152,23 +152,25 @@ def test_the_snapshot_timers_service_saves_the_real_etcd_and_keeps_the_newest(cl
                            "journalctl -q -o cat -u kubeadm-cluster-etcd-snapshot.service -n 30")
     rehearsal.timings["  of which: etcd snapshot (timer's service)"] = round(time.monotonic() - started, 1)
     assert "Result=success" in ran and "ExecMainStatus=0" in ran, f"the snapshot service failed:\n{ran}"
-    saved = re.search(rf"etcd backup of {NODE}: {BACKUPS}/(etcd-{NODE}-\d{{8}}T\d{{6}}Z-scheduled\.tar\.gz)", ran)
-    assert saved, f"the service logged no backup:\n{ran}"
+    # The journal's last backup line is this run's (the timer may have run on its own just before).
+    logged = re.findall(rf"etcd backup of {NODE}: {BACKUPS}/(etcd-{NODE}-\d{{8}}T\d{{6}}Z-scheduled\.tar\.gz)", ran)
+    assert logged and logged[-1] not in earlier, f"the service logged no new backup:\n{ran}"
+    new_backup = logged[-1]
     scheduled = backup_files(rehearsal, "scheduled")
     assert len(scheduled) == keep, f"{len(scheduled)} scheduled backups kept, not {keep}: {scheduled}"
     # Exactly the newest `keep` (names sort by time): the oldest one pushed out (two when the
     # timer had made one of its own), the new one kept.
-    newest = sorted({*earlier, *old, saved.group(1)})[-keep:]
-    assert scheduled == newest and old[0] not in scheduled and saved.group(1) in scheduled, (
+    newest = sorted({*earlier, *old, new_backup})[-keep:]
+    assert scheduled == newest and old[0] not in scheduled and new_backup in scheduled, (
         f"kept {scheduled}, expected the newest {keep}: {newest} (the timer's own before the test: {earlier})")
     assert backup_files(rehearsal, "manual") == [other], "another kind's backups were pruned"
-    info = check_backup(rehearsal, saved.group(1))
+    info = check_backup(rehearsal, new_backup)
     assert info["reason"] == "scheduled" and info["etcd_image"] == mirror.ETCD_IMAGE, info
     assert int(info["snapshot_bytes"]) > 0, info
     # The snapshot was written through the pod's mount of the data directory and moved out of it.
     on_cp(rehearsal, "test ! -e /var/lib/etcd/kubeadm-cluster-snapshot.db && test ! -e /var/lib/etcd/kubeadm-cluster-snapshot.db.part")
     on_cp(rehearsal, f"cd {BACKUPS} && rm -f {' '.join(old)} {other}")
-    FOUND["backup"] = saved.group(1)
+    FOUND["backup"] = new_backup
 
 
 def test_the_upgrade_took_its_snapshot_of_the_real_etcd_first(cluster: Rehearsal) -> None:
