@@ -359,20 +359,40 @@ FIREWALLS_TOGETHER_POLICY = "firewalls-together-no-public-admin-ports"
 ALLOW_WORLD_KEY = "kubeadm-cluster:allowAdminFromInternet"
 
 
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: Each IP family's whole address space: what "open to the internet" means for it.
+_EVERYTHING: tuple[tuple[int, str], ...] = ((4, "0.0.0.0/0"), (6, "::/0"))
+
+
+def _networks(ranges: Sequence[str]) -> list[tuple[str, _Net]]:
+    """Each source range with its network; a range that is no network is left out (GCE refuses
+    the rule, and both firewall policies read it the same way)."""
+    parsed: list[tuple[str, _Net]] = []
+    for text in ranges:
+        try:
+            parsed.append((text, ipaddress.ip_network(text.strip(), strict=False)))
+        except ValueError:
+            continue
+    return parsed
+
+
+def _covers(nets: Sequence[_Net], version: int) -> bool:
+    """Whether ``nets`` together hold every address of the IP family ``version``."""
+    family = [n for n in nets if n.version == version]
+    everything = ipaddress.ip_network(dict(_EVERYTHING)[version])
+    # One family only (filtered above), as collapse_addresses wants; its stub cannot see that.
+    collapsed = list(ipaddress.collapse_addresses(family))  # type: ignore[arg-type]
+    return bool(family) and collapsed == [everything]
+
+
 def _world(ranges: Sequence[str]) -> list[str]:
     """The source ranges that admit the whole internet of an IP family: ``0.0.0.0/0``, or a set
     that covers it together (``0.0.0.0/1`` + ``128.0.0.0/1``); likewise for IPv6."""
     found: list[str] = []
-    for version, everything in ((4, "0.0.0.0/0"), (6, "::/0")):
-        family: list[tuple[str, Any]] = []
-        for text in ranges:
-            try:
-                net = ipaddress.ip_network(text.strip(), strict=False)
-            except ValueError:
-                continue
-            if net.version == version:
-                family.append((text, net))
-        if not family or list(ipaddress.collapse_addresses(n for _, n in family)) != [ipaddress.ip_network(everything)]:
+    parsed = _networks(ranges)
+    for version, everything in _EVERYTHING:
+        family = [(text, net) for text, net in parsed if net.version == version]
+        if not _covers([net for _, net in family], version):
             continue
         whole = [text for text, net in family if net.prefixlen == 0]
         found += whole or [f"{' + '.join(text for text, _ in family)} (together {everything})"]
@@ -465,11 +485,6 @@ def _validate_firewall(args: ResourceValidationArgs, report: ReportViolation) ->
 
 # --- Firewalls together (a stack policy) -------------------------------------------------
 
-_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: Each IP family's whole address space: what "open to the internet" means for it.
-_EVERYTHING: tuple[tuple[int, str], ...] = ((4, "0.0.0.0/0"), (6, "::/0"))
-
-
 @dataclass(frozen=True)
 class _AdminReach:
     """One active ingress firewall rule that lets some source ranges reach some admin ports."""
@@ -481,15 +496,6 @@ class _AdminReach:
 
     def covers(self, version: int) -> bool:
         return _covers(self.nets, version)
-
-
-def _covers(nets: Sequence[_Net], version: int) -> bool:
-    """Whether ``nets`` together hold every address of the IP family ``version``."""
-    family = [n for n in nets if n.version == version]
-    everything = ipaddress.ip_network(dict(_EVERYTHING)[version])
-    # One family only (filtered above), as collapse_addresses wants; its stub cannot see that.
-    collapsed = list(ipaddress.collapse_addresses(family))  # type: ignore[arg-type]
-    return bool(family) and collapsed == [everything]
 
 
 def _addresses(rule: _AdminReach, version: int) -> int:
@@ -517,12 +523,7 @@ def _admin_reach(resource: PolicyResource, forbidden: Sequence[int]) -> _AdminRe
     if not _is_active_ingress(props):
         return None
     ranges, _ = _source_ranges(props)
-    nets: list[_Net] = []
-    for text in ranges:
-        try:
-            nets.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
-            continue  # GCE refuses the rule; the per-resource policy reads it the same way
+    nets = [net for _, net in _networks(ranges)]
     if not nets:
         return None
     ports = _admin_ports_allowed(props, forbidden)
