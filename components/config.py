@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from components import hardware, systemd_calendar, versions
 
@@ -1498,8 +1499,7 @@ def _schema_at(loc: tuple[int | str, ...]) -> tuple[Any, str, bool]:
             annotation = next(a for a in get_args(annotation) if a is not type(None))
         map_key = False
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            fields = annotation.model_fields
-            info = fields.get(str(item)) or next((f for f in fields.values() if f.alias == item), None)
+            info = _field_info(annotation, str(item))
             if info is None:
                 return None, ".".join(steps), False
             steps.append(info.alias or str(item))
@@ -1593,7 +1593,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     for item in loc:
         if isinstance(item, int):
             continue
-        info = model.model_fields.get(item) or next((f for n, f in model.model_fields.items() if f.alias == item), None)
+        info = _field_info(model, item)
         if info is None:
             return None
         candidate = _model_of(info.annotation)
@@ -1608,9 +1608,7 @@ def _allowed_keys(err: ValidationError, loc: tuple[int | str, ...]) -> str:
     for item in loc[:-1]:
         if isinstance(item, int):
             continue
-        info = model.model_fields.get(item) or next(
-            (f for n, f in model.model_fields.items() if f.alias == item), None
-        )
+        info = _field_info(model, item)
         if info is None:
             break
         candidate = _model_of(info.annotation)
@@ -1618,6 +1616,12 @@ def _allowed_keys(err: ValidationError, loc: tuple[int | str, ...]) -> str:
             break
         model = candidate
     return ", ".join(f.alias or n for n, f in model.model_fields.items())
+
+
+def _field_info(model: type[BaseModel], key: str) -> FieldInfo | None:
+    """The field of ``model`` a location's key names: by its Python name or its camelCase alias
+    (None when there is none)."""
+    return model.model_fields.get(key) or next((f for f in model.model_fields.values() if f.alias == key), None)
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
