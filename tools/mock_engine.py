@@ -303,10 +303,44 @@ def stack_file(stack: str) -> Path:
     return ROOT / f"Pulumi.{stack}.yaml"
 
 
+class InputFileError(ValueError):
+    """A stack file or policy config that cannot be read: the message names the file."""
+
+
+def _yaml_error(path: Path, error: yaml.YAMLError) -> InputFileError:
+    """``path`` is not valid YAML: where (1-based line and column, as editors count) and why."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return InputFileError(f"{path}{where}: not valid YAML: {problem}")
+
+
+def read_input_file(path: Path) -> str:
+    """The UTF-8 text of ``path``, or an :class:`InputFileError` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: not UTF-8 text") from None
+
+
 def config_from_stack_file(path: Path) -> dict[str, Any]:
-    """The ``config:`` block of a ``Pulumi.<stack>.yaml``, as plain values."""
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return dict(document.get("config") or {})
+    """The ``config:`` block of a ``Pulumi.<stack>.yaml``, as plain values, or an
+    :class:`InputFileError` naming the file (and the line) when it is not a stack file's YAML."""
+    text = read_input_file(path)
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise _yaml_error(path, error) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise InputFileError(f"{path}: not a stack file: expected a mapping with a config: block, found {type(document).__name__}")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise InputFileError(f"{path}: config: must be a mapping of keys to values, found {type(config).__name__}")
+    return dict(config)
 
 
 def engine_config(values: Mapping[str, Any]) -> dict[str, str]:

@@ -22,9 +22,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tools.mock_engine import Plan, engine_config, iter_stack_files, run_program, stack_file
+from tools.mock_engine import (
+    InputFileError,
+    Plan,
+    config_from_stack_file,
+    engine_config,
+    iter_stack_files,
+    read_input_file,
+    run_program,
+    stack_file,
+)
 from tools.policy_client import PolicyPackProcess, Violation, analyze_resources
 
 #: Stack config keys that Pulumi keeps encrypted; a committed stack file holds them as ciphertext.
@@ -32,10 +39,6 @@ SECRET_PLACEHOLDER = "<secret>"
 #: An encrypted part of an object (``pulumi config set --secret --path mirrors.x``): every such
 #: field is a mirror URL today; ``kubernetesPackages`` needs its ``{minor}``.
 SECRET_URL_PLACEHOLDER = "https://encrypted.invalid/"
-
-
-class InputFileError(ValueError):
-    """A stack file or policy config that cannot be read: the message names the file."""
 
 
 def _resources(plan: Plan) -> list[dict[str, Any]]:
@@ -70,42 +73,6 @@ def _without_ciphertext(value: Any, field: str = "") -> tuple[Any, bool]:
         items = [_without_ciphertext(item, field) for item in value]
         return [item[0] for item in items], any(item[1] for item in items)
     return value, False
-
-
-def _yaml_error(path: Path, error: yaml.YAMLError) -> InputFileError:
-    """``path`` is not valid YAML: where (1-based line and column, as editors count) and why."""
-    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    return InputFileError(f"{path}{where}: not valid YAML: {problem}")
-
-
-def _read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``, or an :class:`InputFileError` naming it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputFileError(f"{path}: cannot be read: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise InputFileError(f"{path}: not UTF-8 text") from None
-
-
-def config_from_stack_file(path: Path) -> dict[str, Any]:
-    """The ``config:`` block of a stack file (as ``tools.mock_engine.config_from_stack_file``), or
-    an :class:`InputFileError` naming the file (and the line) when it is not a stack file's YAML."""
-    text = _read_text(path)
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise _yaml_error(path, error) from None
-    if document is None:
-        return {}
-    if not isinstance(document, dict):
-        raise InputFileError(f"{path}: not a stack file: expected a mapping with a config: block, found {type(document).__name__}")
-    config = document.get("config") or {}
-    if not isinstance(config, dict):
-        raise InputFileError(f"{path}: config: must be a mapping of keys to values, found {type(config).__name__}")
-    return dict(config)
 
 
 def _stack_config(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -200,7 +167,7 @@ def read_policy_config(path: Path) -> dict[str, Any]:
     """A ``--policy-pack-config`` file, checked as the engine would before any stack runs: JSON, an
     object of policy name -> enforcement level or settings, and no weaker than the pack allows
     (the pack's config schema: its minimums). An :class:`InputFileError` names the file."""
-    text = _read_text(path)
+    text = read_input_file(path)
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
