@@ -513,7 +513,10 @@ _CALENDAR = re.compile(r"^[A-Za-z0-9*,./:~ -]{1,100}$")
 #: The least time between two scheduled etcd snapshots: closer ones only load etcd, and ``keep`` of
 #: them would cover a few minutes of history.
 BACKUP_MIN_INTERVAL_SECONDS = 300
-_SCHEDULE_HINT = "use hourly, daily, weekly or an expression like 'Mon..Fri 02:30', '*:0/15' or '*-*-* 00/6:00:00'"
+_SCHEDULE_HINT = (
+    f"use {', '.join(BACKUP_SCHEDULE_SHORTHANDS[:3])} or an expression like 'Mon..Fri 02:30', '*:0/15' or "
+    "'*-*-* 00/6:00:00'"
+)
 
 
 class BackupConfig(_Model):
